@@ -1,4 +1,8 @@
 //! chord-p2p: a peer-to-peer node on a Chord ring, over rust-libp2p.
 //!
-//! - [`chord`]: the sans-IO protocol core (ids, routing, lookups, stabilization).
+//! - [`chord`]: the sans-IO protocol core (ids, routing, lookups, stabilization). No I/O.
+//! - [`net`]: libp2p: addresses, the wire protocol, the swarm, the one-shot [`net::Client`].
+//! - [`node`]: a running node ([`node::Node`]) and its async API ([`node::NodeHandle`]).
 pub mod chord;
+pub mod net;
+pub mod node;

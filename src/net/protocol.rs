@@ -1,0 +1,139 @@
+//! The wire protocol `/chord-p2p/chord/1.0.0`: the core's messages carried in CBOR over libp2p
+//! request-response, with the checks every message from the network must pass. `docs/PROTOCOL.md`
+//! describes it for implementers in other languages.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+
+use crate::chord::{Id, NodeRef, Request, Response, MAX_LIST, M};
+
+pub const CHORD_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/1.0.0");
+/// Largest request accepted: Chord requests are small; anything bigger is hostile.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// Largest response accepted: a status report with 160 fingers fits with room to spare.
+pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Addresses kept per node reference.
+pub const MAX_ADDRS: usize = 16;
+
+/// How to reach a node: its libp2p identity and transport addresses (without `/p2p`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub peer_id: PeerId,
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// A ring member as the libp2p layer knows it.
+pub type PeerRef = NodeRef<Contact>;
+
+/// A node's ring id: SHA-1 of its peer id's bytes, so nobody picks their place on the ring.
+pub fn node_id(peer: &PeerId) -> Id {
+    Id::hash(&peer.to_bytes())
+}
+
+pub fn peer_ref(peer_id: PeerId, addrs: Vec<Multiaddr>) -> PeerRef {
+    NodeRef {
+        id: node_id(&peer_id),
+        addr: Contact { peer_id, addrs },
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WireRequest {
+    Chord(Request<Contact>),
+    /// The node's whole routing state, for `status` and tests.
+    Status,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WireResponse {
+    Chord(Response<Contact>),
+    Status(StatusReport),
+    /// The request was understood but refused; the text says why.
+    Error(String),
+}
+
+/// A node's routing state. `fingers[i]` is successor(id + 2^i) as the node knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub node: PeerRef,
+    pub predecessor: Option<PeerRef>,
+    /// Never empty: a node alone lists itself.
+    pub successors: Vec<PeerRef>,
+    pub fingers: Vec<Option<PeerRef>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("node reference with id {0} does not match its peer id")]
+    ForgedId(Id),
+    #[error("message lists more than {MAX_LIST} nodes or {MAX_ADDRS} addresses for one node")]
+    TooLong,
+    #[error("message speaks for a peer other than its sender")]
+    WrongSender,
+}
+
+fn check_refs<'a>(refs: impl IntoIterator<Item = &'a PeerRef>) -> Result<(), ProtocolError> {
+    let mut count = 0;
+    for r in refs {
+        count += 1;
+        if count > MAX_LIST + 2 || r.addr.addrs.len() > MAX_ADDRS {
+            return Err(ProtocolError::TooLong);
+        }
+        if r.id != node_id(&r.addr.peer_id) {
+            return Err(ProtocolError::ForgedId(r.id));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a request that `from` sent: ids match peer ids, lists are bounded, and a node that
+/// notifies or leaves speaks only for itself.
+pub fn check_request(from: &PeerId, request: &Request<Contact>) -> Result<(), ProtocolError> {
+    check_refs(request.node_refs())?;
+    match request {
+        Request::Notify { node } | Request::Leaving { node, .. } if node.addr.peer_id != *from => {
+            Err(ProtocolError::WrongSender)
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn check_response(response: &Response<Contact>) -> Result<(), ProtocolError> {
+    check_refs(response.node_refs())
+}
+
+pub fn check_status(report: &StatusReport) -> Result<(), ProtocolError> {
+    if report.fingers.len() > M {
+        return Err(ProtocolError::TooLong);
+    }
+    check_refs(std::iter::once(&report.node).chain(&report.predecessor))?;
+    check_refs(&report.successors)?;
+    // Fingers repeat a few nodes many times; check them one by one.
+    for finger in report.fingers.iter().flatten() {
+        check_refs([finger])?;
+    }
+    Ok(())
+}
+
+/// Timeouts and limits of the transport-facing side.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// How long a Chord request may take.
+    pub request_timeout: Duration,
+    /// How long an unused connection stays open (ring neighbours talk every stabilize interval).
+    pub idle_timeout: Duration,
+    /// Whether this swarm answers Chord requests (nodes) or only asks (one-shot clients).
+    pub serve: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            request_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            serve: true,
+        }
+    }
+}
