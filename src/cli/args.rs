@@ -1,0 +1,106 @@
+//! Command-line arguments. Every flag's doc comment is its `--help` text.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// A peer-to-peer node on a Chord ring, over libp2p (QUIC by default, TCP too).
+///
+/// With no subcommand, runs a node: an interactive shell when stdin is a terminal, headless
+/// otherwise. `chord-p2p IP PORT` is the original tool's form of `--listen`.
+#[derive(Debug, Parser)]
+#[command(name = "chord-p2p", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// IP address to listen on (with PORT): QUIC on UDP PORT and TCP on PORT.
+    #[arg(value_name = "IP", requires = "port")]
+    pub ip: Option<IpAddr>,
+
+    /// Port to listen on (with IP).
+    #[arg(value_name = "PORT")]
+    pub port: Option<u16>,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Multiaddr to listen on; repeat for more. Default: QUIC on 127.0.0.1, a free port.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<libp2p::Multiaddr>,
+
+    /// Join the ring of this node: a multiaddr (with or without /p2p/<id>), IP:PORT or host:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub join: Option<String>,
+
+    /// Directory for the node's identity (and later its files). Default: a per-user data
+    /// directory named after the listen address; with a random port, nothing is kept.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Length r of the successor list: the ring survives r-1 adjacent failures.
+    #[arg(long, value_name = "R", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub successors: u16,
+
+    /// How often stabilize, check_predecessor and one fix_fingers step run (e.g. 1s, 200ms).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub stabilize_interval: Duration,
+
+    /// How long a request to another node may take before that node counts as failed.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub rpc_timeout: Duration,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct OutputArgs {
+    /// Print JSON (one object per line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log more on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find the node responsible for a name, asking the ring through one member.
+    Lookup {
+        /// The name (a file name, or any string).
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a node's predecessor, successor list and finger table.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The node to ask: a multiaddr, IP:PORT or host:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub peer: String,
+
+    /// How long to wait for each connection and answer.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("'{text}': {e}"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}

@@ -1,0 +1,179 @@
+//! The command-line edge: parse, run a node or a one-shot client, print.
+
+pub mod args;
+mod output;
+mod shell;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chord_p2p::chord::{self, Id};
+use chord_p2p::net::{self, parse_target, Client};
+use chord_p2p::node::{Node, NodeConfig};
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use serde_json::json;
+
+use args::{Cli, ClientArgs, Command, NodeArgs};
+
+/// Prints one line on stdout. A closed stdout (`| head`) is not an error worth a panic.
+pub fn emit(line: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// How long an informed leave may take before the process exits anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Lookup { name, client }) => lookup(&name, &client, cli.node.output.json).await,
+        Some(Command::Status { client }) => status(&client, cli.node.output.json).await,
+        None => run_node(cli.ip.zip(cli.port), cli.node).await,
+    }
+}
+
+async fn connect(args: &ClientArgs) -> Result<(Client, net::PeerRef)> {
+    let target = parse_target(&args.peer)?;
+    let mut client = Client::new(args.timeout)?;
+    let entry = client.connect(target).await?;
+    Ok((client, entry))
+}
+
+async fn lookup(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
+    let (mut client, entry) = connect(args).await?;
+    let result = client.lookup(entry, Id::hash(name.as_bytes())).await?;
+    if json {
+        emit(output::lookup_json(name, &result));
+    } else {
+        emit(output::lookup_text(name, &result));
+    }
+    Ok(())
+}
+
+async fn status(args: &ClientArgs, json: bool) -> Result<()> {
+    let (mut client, entry) = connect(args).await?;
+    let report = client.status(&entry).await?;
+    if json {
+        emit(output::status_json(&report));
+    } else {
+        emit(output::status_text(&report));
+    }
+    Ok(())
+}
+
+fn listen_addrs(ip_port: Option<(IpAddr, u16)>, args: &NodeArgs) -> Vec<Multiaddr> {
+    let mut listen = args.listen.clone();
+    if let Some((ip, port)) = ip_port {
+        listen.extend(net::quic_and_tcp(ip, port));
+    }
+    if listen.is_empty() {
+        listen.push(
+            Multiaddr::from(IpAddr::from([127, 0, 0, 1]))
+                .with(Protocol::Udp(0))
+                .with(Protocol::QuicV1),
+        );
+    }
+    listen
+}
+
+/// The default data dir: one per listen address under the user's data directory, so the same
+/// `IP PORT` keeps its identity across restarts. A random port means a new node every time.
+fn default_data_dir(listen: &[Multiaddr]) -> Option<PathBuf> {
+    let random_port = listen.iter().flat_map(|a| a.iter()).any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0)));
+    if random_port {
+        return None;
+    }
+    let first = listen.first()?.to_string();
+    let slug: String = first
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .collect();
+    Some(dirs::data_dir()?.join("chord-p2p").join(slug))
+}
+
+async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> {
+    let json = args.output.json;
+    let listen = listen_addrs(ip_port, &args);
+    let data_dir = args.data_dir.clone().or_else(|| default_data_dir(&listen));
+    let config = NodeConfig {
+        listen,
+        data_dir,
+        chord: chord::Config {
+            successors: args.successors.into(),
+            stabilize_interval: args.stabilize_interval,
+            rpc_timeout: args.rpc_timeout,
+            ..chord::Config::default()
+        },
+        ..NodeConfig::default()
+    };
+    let target = args.join.as_deref().map(parse_target).transpose()?;
+    let node = Node::start(config).await?;
+    for addr in node.listen_addrs() {
+        if json {
+            emit(json!({"event": "listening", "addr": addr.to_string()}));
+        } else {
+            emit(addr);
+        }
+    }
+    let handle = node.handle();
+    if let Some(target) = target {
+        let successor = handle.join(target).await.context("cannot join the ring")?;
+        if json {
+            emit(json!({"event": "joined", "successor": output::node_json(&successor)}));
+        } else {
+            emit(format!("joined the ring; successor {}", successor.addr.peer_id));
+        }
+    }
+
+    let left = if shell::wanted() {
+        let runtime = tokio::runtime::Handle::current();
+        let shell_handle = handle.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let exit = shell::run(shell_handle, runtime, json);
+            let _ = done_tx.send(exit);
+        });
+        tokio::select! {
+            exit = done_rx => matches!(exit, Ok(shell::Exit::Left)),
+            signal = shutdown_signal() => { signal?; false }
+        }
+    } else {
+        shutdown_signal().await?;
+        false
+    };
+    if !left {
+        match tokio::time::timeout(LEAVE_TIMEOUT, node.leave()).await {
+            Ok(Ok(())) => tracing::info!("left the ring"),
+            Ok(Err(e)) => tracing::warn!("leave: {e}"),
+            Err(_) => tracing::warn!("leave timed out; exiting anyway"),
+        }
+    }
+    if json {
+        emit(json!({"event": "stopped"}));
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+    }
+}
