@@ -9,7 +9,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{Swarm, SwarmEvent};
 
 use super::address::Target;
-use super::dial::{DialError, Dialing};
+use super::dial::{dial_error_text, DialError, Dialing};
 use super::protocol::{check_response, check_status, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse};
 use super::swarm::{build_swarm, Behaviour, BehaviourEvent, BuildError};
 use crate::chord::{Id, Lookup, LookupError, LookupResult, Next, Request, Response};
@@ -70,7 +70,7 @@ impl Client {
                         }
                     }
                     SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
-                        if let Some(e) = dialing.on_failed(connection_id, error.to_string()) {
+                        if let Some(e) = dialing.on_failed(connection_id, dial_error_text(&error)) {
                             return Err(e.into());
                         }
                     }

@@ -80,7 +80,9 @@ impl Dialing {
 
     /// Nothing connected in time.
     pub fn timed_out(&mut self) -> DialError {
-        self.errors.push("timed out".into());
+        for addr in std::mem::take(&mut self.pending).into_values() {
+            self.errors.push(format!("{addr}: no answer in time"));
+        }
         self.failure()
     }
 
@@ -90,6 +92,33 @@ impl Dialing {
             reasons: self.errors.join("; "),
         }
     }
+}
+
+/// One line for a failed dial: the innermost cause of each address's failure ("Connection
+/// refused"), not libp2p's nested multi-line report.
+pub fn dial_error_text(error: &libp2p::swarm::DialError) -> String {
+    match error {
+        libp2p::swarm::DialError::Transport(errors) => errors
+            .iter()
+            .map(|(_, e)| root_cause(e))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => root_cause(other),
+    }
+}
+
+/// The deepest non-empty message in an error's source chain.
+pub fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !more.trim().is_empty() {
+            text = more;
+        }
+        source = e.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The address without a trailing `/p2p/<id>`.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{DataDir, NodeError};
 use crate::chord::{ChordNode, Event, Id, LookupId, LookupResult, Phase, RequestId};
-use crate::net::dial::{strip_peer, Dialing};
+use crate::net::dial::{dial_error_text, strip_peer, Dialing};
 use crate::net::protocol::{check_request, check_response};
 use crate::net::{Behaviour, BehaviourEvent, Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse};
 
@@ -188,7 +188,7 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                 if let Some(JoinState::Dialing { dialing, .. }) = &mut self.join {
-                    if let Some(e) = dialing.on_failed(connection_id, crate::node::error_chain(&error)) {
+                    if let Some(e) = dialing.on_failed(connection_id, dial_error_text(&error)) {
                         if let Some(JoinState::Dialing { reply, .. }) = self.join.take() {
                             let _ = reply.send(Err(e.into()));
                         }

@@ -92,12 +92,13 @@ impl Node {
         for addr in &config.listen {
             let id = swarm.listen_on(addr.clone()).map_err(|e| NodeError::Listen {
                 addr: addr.to_string(),
-                reason: error_chain(&e),
+                reason: crate::net::dial::root_cause(&e),
             })?;
             listeners.push((id, addr.clone()));
         }
-        // Wait until each listener reports an address: only then is the port known.
-        let mut addrs: Vec<Multiaddr> = Vec::new();
+        // Wait until each listener reports an address: only then is the port known. Addresses
+        // are kept in the order the listeners were given, so output is stable (QUIC first).
+        let mut reported: Vec<Vec<Multiaddr>> = vec![Vec::new(); listeners.len()];
         let mut waiting: Vec<_> = listeners.clone();
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
@@ -110,7 +111,9 @@ impl Node {
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::NewListenAddr { listener_id, address } => {
                         waiting.retain(|(id, _)| *id != listener_id);
-                        addrs.push(address);
+                        if let Some(at) = listeners.iter().position(|(id, _)| *id == listener_id) {
+                            reported[at].push(address);
+                        }
                     }
                     SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
                         let addr = listener_addr(&listeners, listener_id);
@@ -125,7 +128,7 @@ impl Node {
                 },
             }
         }
-        let me = peer_ref(peer_id, addrs);
+        let me = peer_ref(peer_id, reported.concat());
         let core = ChordNode::new(me.clone(), config.chord.clone(), std::time::Instant::now());
         let (tx, rx) = mpsc::channel(64);
         let event_loop = EventLoop::new(swarm, core, rx, data_dir);
@@ -184,21 +187,6 @@ fn listener_addr(listeners: &[(libp2p::core::transport::ListenerId, Multiaddr)],
         .find(|(l, _)| *l == id)
         .map(|(_, a)| a.to_string())
         .unwrap_or_default()
-}
-
-/// An error with its sources, on one line ("port in use" is usually a few levels down).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// The async API of a running node. Cheap to clone.
