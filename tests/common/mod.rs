@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chord_p2p::chord::{self, Id, M};
+use chord_p2p::chord::{self, Id, IdealRing};
 use chord_p2p::net::{parse_target, StatusReport, Target};
 use chord_p2p::node::{Node, NodeConfig};
 use libp2p::Multiaddr;
@@ -58,21 +58,16 @@ where
     }
 }
 
-/// successor(key) among `ids` (sorted).
+/// successor(key) among `ids`.
 pub fn true_successor(ids: &[Id], key: &Id) -> Id {
-    ids.iter().copied().find(|id| id >= key).unwrap_or(ids[0])
+    IdealRing::new(ids.iter().copied()).successor(key).expect("non-empty ring")
 }
 
 /// What a ring of `ids` must look like from node `me`: (predecessor, successors, fingers).
 pub fn ideal(ids: &[Id], me: &Id, r: usize) -> (Id, Vec<Id>, Vec<Id>) {
-    let mut sorted = ids.to_vec();
-    sorted.sort();
-    let n = sorted.len();
-    let at = sorted.iter().position(|x| x == me).expect("node in ring");
-    let pred = sorted[(at + n - 1) % n];
-    let succs = (1..=r.min(n - 1)).map(|k| sorted[(at + k) % n]).collect();
-    let fingers = (0..M).map(|i| true_successor(&sorted, &me.finger_start(i))).collect();
-    (pred, succs, fingers)
+    let ring = IdealRing::new(ids.iter().copied());
+    let pred = ring.predecessor(me).expect("node in ring");
+    (pred, ring.successors(me, r), ring.fingers(me))
 }
 
 /// Compares one node's report with the ideal ring of `ids`.
