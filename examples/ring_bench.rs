@@ -61,7 +61,10 @@ async fn exact(nodes: &[Node], ring: &IdealRing, r: usize) -> Result<bool> {
         let me = node.id();
         let ok = s.predecessor.as_ref().map(|p| p.id) == ring.predecessor(&me)
             && s.successors.iter().map(|x| x.id).collect::<Vec<_>>() == ring.successors(&me, r)
-            && s.fingers.iter().map(|f| f.as_ref().map(|f| f.id)).collect::<Vec<_>>()
+            && s.fingers
+                .iter()
+                .map(|f| f.as_ref().map(|f| f.id))
+                .collect::<Vec<_>>()
                 == ring.fingers(&me).into_iter().map(Some).collect::<Vec<_>>();
         if !ok {
             return Ok(false);
@@ -73,7 +76,11 @@ async fn exact(nodes: &[Node], ring: &IdealRing, r: usize) -> Result<bool> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let listen = if args.tcp { "/ip4/127.0.0.1/tcp/0" } else { "/ip4/127.0.0.1/udp/0/quic-v1" };
+    let listen = if args.tcp {
+        "/ip4/127.0.0.1/tcp/0"
+    } else {
+        "/ip4/127.0.0.1/udp/0/quic-v1"
+    };
     let config = NodeConfig {
         listen: vec![listen.parse()?],
         chord: chord::Config {
@@ -119,7 +126,12 @@ async fn main() -> Result<()> {
 
     let mut run = |count: usize, tag: &str| {
         (0..count)
-            .map(|i| (rng.below(nodes.len()), Id::hash(format!("{tag}-{i}").as_bytes())))
+            .map(|i| {
+                (
+                    rng.below(nodes.len()),
+                    Id::hash(format!("{tag}-{i}").as_bytes()),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let warm = run(args.lookups / 10, "warm");

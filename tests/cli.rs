@@ -27,7 +27,14 @@ impl Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .args(["--data-dir", dir.path().to_str().expect("utf-8 path")])
-            .args(["--successors", "4", "--stabilize-interval", "100ms", "--rpc-timeout", "1s"])
+            .args([
+                "--successors",
+                "4",
+                "--stabilize-interval",
+                "100ms",
+                "--rpc-timeout",
+                "1s",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -42,12 +49,18 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines, _dir: dir }
+        Proc {
+            child,
+            lines,
+            _dir: dir,
+        }
     }
 
     /// The next stdout line, within `limit`.
     fn line(&self, limit: Duration) -> String {
-        self.lines.recv_timeout(limit).expect("expected a line on stdout")
+        self.lines
+            .recv_timeout(limit)
+            .expect("expected a line on stdout")
     }
 
     fn pid(&self) -> u32 {
@@ -76,7 +89,11 @@ impl Drop for Proc {
 
 /// Runs a one-shot command to completion (bounded by its own --timeout).
 fn oneshot(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("binary runs")
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("binary runs")
 }
 
 fn hex_id(v: &Value) -> Option<Id> {
@@ -88,10 +105,20 @@ fn ring_is_exact(addrs: &[String], ids: &[Id]) -> Result<(), String> {
     for addr in addrs {
         let out = oneshot(&["status", "--peer", addr, "--json", "--timeout", "5s"]);
         if !out.status.success() {
-            return Err(format!("status failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-        for key in ["peer_id", "id", "addrs", "predecessor", "successors", "fingers"] {
+        for key in [
+            "peer_id",
+            "id",
+            "addrs",
+            "predecessor",
+            "successors",
+            "fingers",
+        ] {
             if v.get(key).is_none() {
                 return Err(format!("status --json lacks '{key}'"));
             }
@@ -99,8 +126,18 @@ fn ring_is_exact(addrs: &[String], ids: &[Id]) -> Result<(), String> {
         let me = hex_id(&v).ok_or("no id")?;
         let (pred, succs, fingers) = ideal(ids, &me, R);
         let got_pred = hex_id(&v["predecessor"]);
-        let got_succs: Vec<Option<Id>> = v["successors"].as_array().ok_or("successors")?.iter().map(hex_id).collect();
-        let got_fingers: Vec<Option<Id>> = v["fingers"].as_array().ok_or("fingers")?.iter().map(|f| hex_id(&f["node"])).collect();
+        let got_succs: Vec<Option<Id>> = v["successors"]
+            .as_array()
+            .ok_or("successors")?
+            .iter()
+            .map(hex_id)
+            .collect();
+        let got_fingers: Vec<Option<Id>> = v["fingers"]
+            .as_array()
+            .ok_or("fingers")?
+            .iter()
+            .map(|f| hex_id(&f["node"]))
+            .collect();
         if got_pred != Some(pred) || got_succs != succs.into_iter().map(Some).collect::<Vec<_>>() {
             return Err(format!("{addr}: predecessor or successors not exact yet"));
         }
@@ -123,7 +160,11 @@ fn wait_exact(addrs: &[String], ids: &[Id], limit: Duration, what: &str) {
 }
 
 fn peer_id_of(addr: &str) -> Id {
-    let peer: libp2p::PeerId = addr.rsplit('/').next().and_then(|p| p.parse().ok()).expect("addr ends in /p2p/<id>");
+    let peer: libp2p::PeerId = addr
+        .rsplit('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("addr ends in /p2p/<id>");
     chord_p2p::net::node_id(&peer)
 }
 
@@ -139,56 +180,105 @@ fn five_headless_nodes_form_the_exact_ring_and_heal_after_sigterm() {
     let port = free_port();
     let first = Proc::spawn(&["127.0.0.1", &port.to_string()]);
     let first_addr = first.line(Duration::from_secs(20));
-    assert!(first_addr.starts_with(&format!("/ip4/127.0.0.1/udp/{port}/quic-v1/p2p/")), "{first_addr}");
+    assert!(
+        first_addr.starts_with(&format!("/ip4/127.0.0.1/udp/{port}/quic-v1/p2p/")),
+        "{first_addr}"
+    );
     let tcp_line = first.line(Duration::from_secs(5));
-    assert!(tcp_line.starts_with(&format!("/ip4/127.0.0.1/tcp/{port}/p2p/")), "{tcp_line}");
+    assert!(
+        tcp_line.starts_with(&format!("/ip4/127.0.0.1/tcp/{port}/p2p/")),
+        "{tcp_line}"
+    );
 
     let mut procs = vec![first];
     let mut addrs = vec![first_addr.clone()];
     let ip_port = format!("127.0.0.1:{port}");
     let mut rng = Rng::new(5);
     for i in 1..5 {
-        let via = if i % 2 == 0 { ip_port.clone() } else { addrs[rng.below(addrs.len())].clone() };
+        let via = if i % 2 == 0 {
+            ip_port.clone()
+        } else {
+            addrs[rng.below(addrs.len())].clone()
+        };
         let p = Proc::spawn(&["--join", &via, "--json"]);
-        let listening: Value = serde_json::from_str(&p.line(Duration::from_secs(20))).expect("json line");
+        let listening: Value =
+            serde_json::from_str(&p.line(Duration::from_secs(20))).expect("json line");
         assert_eq!(listening["event"], "listening");
-        let joined: Value = serde_json::from_str(&p.line(Duration::from_secs(20))).expect("json line");
+        let joined: Value =
+            serde_json::from_str(&p.line(Duration::from_secs(20))).expect("json line");
         assert_eq!(joined["event"], "joined", "{joined}");
         addrs.push(listening["addr"].as_str().expect("addr").to_string());
         procs.push(p);
     }
     let ids: Vec<Id> = addrs.iter().map(|a| peer_id_of(a)).collect();
-    wait_exact(&addrs, &ids, Duration::from_secs(60), "exact ring of 5 processes");
+    wait_exact(
+        &addrs,
+        &ids,
+        Duration::from_secs(60),
+        "exact ring of 5 processes",
+    );
 
     // SIGTERM: an informed leave and a clean exit within 5 s.
     let mut leaver = procs.remove(2);
-    let status = Command::new("kill").args(["-TERM", &leaver.pid().to_string()]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-TERM", &leaver.pid().to_string()])
+        .status()
+        .expect("kill runs");
     assert!(status.success());
-    let exit = leaver.wait(Duration::from_secs(5)).expect("exits within 5 s after SIGTERM");
+    let exit = leaver
+        .wait(Duration::from_secs(5))
+        .expect("exits within 5 s after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
     addrs.remove(2);
     let ids: Vec<Id> = addrs.iter().map(|a| peer_id_of(a)).collect();
-    wait_exact(&addrs, &ids, Duration::from_secs(60), "exact ring after SIGTERM");
+    wait_exact(
+        &addrs,
+        &ids,
+        Duration::from_secs(60),
+        "exact ring after SIGTERM",
+    );
 
     // A one-shot lookup through any member names the true owner.
-    let out = oneshot(&["lookup", "notes.txt", "--peer", &addrs[1], "--json", "--timeout", "5s"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = oneshot(&[
+        "lookup",
+        "notes.txt",
+        "--peer",
+        &addrs[1],
+        "--json",
+        "--timeout",
+        "5s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("lookup json");
     let key = Id::hash(b"notes.txt");
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(v["name"], "notes.txt");
     assert_eq!(v["key"], key.to_hex());
-    assert_eq!(hex_id(&v["owner"]), Some(common::true_successor(&sorted, &key)));
+    assert_eq!(
+        hex_id(&v["owner"]),
+        Some(common::true_successor(&sorted, &key))
+    );
     assert!(v["hops"].as_u64().is_some());
 }
 
 /// Runs the binary expecting failure; returns stderr.
 fn fails(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("binary runs");
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(stderr.starts_with("error:"), "{args:?}: unclear error {stderr:?}");
+    assert!(
+        stderr.starts_with("error:"),
+        "{args:?}: unclear error {stderr:?}"
+    );
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     stderr
 }
@@ -206,15 +296,33 @@ fn bad_addresses_unreachable_peers_and_busy_ports_are_clear_errors() {
 
     // Nobody listens on this port (it was free a moment ago).
     let port = free_port().to_string();
-    let e = fails(&["status", "--peer", &format!("127.0.0.1:{port}"), "--timeout", "3s"]);
+    let e = fails(&[
+        "status",
+        "--peer",
+        &format!("127.0.0.1:{port}"),
+        "--timeout",
+        "3s",
+    ]);
     assert!(e.contains("could not reach"), "{e}");
-    let e = fails(&["--join", &format!("/ip4/127.0.0.1/tcp/{port}"), "--data-dir", data, "--rpc-timeout", "1s"]);
+    let e = fails(&[
+        "--join",
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+        "--data-dir",
+        data,
+        "--rpc-timeout",
+        "1s",
+    ]);
     assert!(e.contains("could not reach"), "{e}");
 
     // A port already taken, for UDP and for TCP.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let busy = udp.local_addr().expect("addr").port().to_string();
-    let e = fails(&["--listen", &format!("/ip4/127.0.0.1/udp/{busy}/quic-v1"), "--data-dir", data]);
+    let e = fails(&[
+        "--listen",
+        &format!("/ip4/127.0.0.1/udp/{busy}/quic-v1"),
+        "--data-dir",
+        data,
+    ]);
     assert!(e.contains("cannot listen"), "{e}");
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy = tcp.local_addr().expect("addr").port().to_string();

@@ -14,8 +14,15 @@ use libp2p::{Multiaddr, StreamProtocol};
 const CHORD: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/1.0.0");
 
 /// Opens a raw stream on the Chord protocol, writes `bytes`, closes, and returns what came back.
-async fn send_raw(control: &mut libp2p_stream::Control, peer: libp2p::PeerId, bytes: &[u8]) -> Vec<u8> {
-    let mut stream = control.open_stream(peer, CHORD).await.expect("stream opens");
+async fn send_raw(
+    control: &mut libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    bytes: &[u8],
+) -> Vec<u8> {
+    let mut stream = control
+        .open_stream(peer, CHORD)
+        .await
+        .expect("stream opens");
     // The node may reset the stream mid-write once it sees too much; that is a fine answer.
     let _ = stream.write_all(bytes).await;
     let _ = stream.close().await;
@@ -44,7 +51,12 @@ async fn malformed_oversized_and_forged_requests_are_refused_and_the_node_goes_o
     raw.dial(addr).expect("dial");
     let driver = tokio::spawn(async move { while raw.next().await.is_some() {} });
 
-    let garbage = send_raw(&mut control, a.peer_id(), b"\xff\x00 this is not CBOR \x13\x37").await;
+    let garbage = send_raw(
+        &mut control,
+        a.peer_id(),
+        b"\xff\x00 this is not CBOR \x13\x37",
+    )
+    .await;
     assert!(garbage.is_empty(), "garbage got an answer: {garbage:?}");
     let huge = vec![0xa5u8; 2 * 1024 * 1024];
     let oversized = send_raw(&mut control, a.peer_id(), &huge).await;
@@ -59,13 +71,19 @@ async fn malformed_oversized_and_forged_requests_are_refused_and_the_node_goes_o
         .request(a.me(), WireRequest::Chord(Request::Notify { node: forged }))
         .await
         .expect("node answers");
-    assert!(matches!(answer, WireResponse::Error(_)), "forged notify accepted: {answer:?}");
+    assert!(
+        matches!(answer, WireResponse::Error(_)),
+        "forged notify accepted: {answer:?}"
+    );
 
     // The node still serves: status, and lookups through it.
     let report = client.status(a.me()).await.expect("status after abuse");
     assert_eq!(report.node.id, a.id());
     let key = Id::hash(b"still-here");
-    let found = client.lookup(a.me().clone(), key).await.expect("lookup after abuse");
+    let found = client
+        .lookup(a.me().clone(), key)
+        .await
+        .expect("lookup after abuse");
     let mut ids = vec![a.id(), b.id()];
     ids.sort();
     assert_eq!(found.owner.id, true_successor(&ids, &key));

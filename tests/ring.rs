@@ -27,7 +27,11 @@ async fn lookups_are_right(nodes: &[&Node], count: usize, seed: u64) -> f64 {
         let key = Id::hash(name.as_bytes());
         let from = nodes[rng.below(nodes.len())];
         let result = from.handle().lookup(key).await.expect("lookup succeeds");
-        assert_eq!(result.owner.id, true_successor(&ids, &key), "owner of {name}");
+        assert_eq!(
+            result.owner.id,
+            true_successor(&ids, &key),
+            "owner of {name}"
+        );
         hops += u64::from(result.hops);
     }
     hops as f64 / count as f64
@@ -36,7 +40,13 @@ async fn lookups_are_right(nodes: &[&Node], count: usize, seed: u64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_nodes_joining_one_by_one_form_the_exact_ring_and_look_up_correctly() {
     let nodes = ring_one_by_one(16, &test_config(QUIC), 7).await;
-    wait_exact(&refs(&nodes), R, CONVERGE, "exact ring after sequential joins").await;
+    wait_exact(
+        &refs(&nodes),
+        R,
+        CONVERGE,
+        "exact ring after sequential joins",
+    )
+    .await;
     let mean = lookups_are_right(&refs(&nodes), 200, 11).await;
     let bound = 0.5 * 16f64.log2() + 1.0;
     assert!(mean <= bound, "mean hops {mean} above {bound}");
@@ -107,13 +117,23 @@ async fn informed_leaves_relink_neighbours_at_once() {
         let leaver = nodes.remove(pick);
         let pred = nodes[(pick + n - 2) % (n - 1)].handle();
         let succ = nodes[pick % (n - 1)].handle();
-        let (pred_id, succ_id) = (nodes[(pick + n - 2) % (n - 1)].id(), nodes[pick % (n - 1)].id());
+        let (pred_id, succ_id) = (
+            nodes[(pick + n - 2) % (n - 1)].id(),
+            nodes[pick % (n - 1)].id(),
+        );
         leaver.leave().await.expect("leave completes");
         // Right after the leave returns, before any stabilize could matter, they point at each other.
         let p = pred.status().await.expect("status");
         let s = succ.status().await.expect("status");
-        assert_eq!(p.successors[0].id, succ_id, "predecessor relinked to successor");
-        assert_eq!(s.predecessor.map(|x| x.id), Some(pred_id), "successor relinked to predecessor");
+        assert_eq!(
+            p.successors[0].id, succ_id,
+            "predecessor relinked to successor"
+        );
+        assert_eq!(
+            s.predecessor.map(|x| x.id),
+            Some(pred_id),
+            "successor relinked to predecessor"
+        );
         // Every successor list is exact again within r stabilize intervals (plus slack).
         let limit = config.chord.stabilize_interval * (R as u32 + 4);
         wait_for(limit, "successor lists exact after leave", || async {
@@ -123,7 +143,10 @@ async fn informed_leaves_relink_neighbours_at_once() {
                 let (_, succs, _) = ideal(&ids, &node.id(), R);
                 let got: Vec<Id> = report.successors.iter().map(|s| s.id).collect();
                 if got != succs {
-                    return Err(format!("{} has a stale successor list", &node.id().to_hex()[..8]));
+                    return Err(format!(
+                        "{} has a stale successor list",
+                        &node.id().to_hex()[..8]
+                    ));
                 }
             }
             Ok(())

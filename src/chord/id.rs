@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use sha1::{Digest, Sha1};
 
 /// Number of bits in an identifier (SHA-1): the ring has 2^M positions and a node M fingers.
@@ -10,7 +10,7 @@ pub const M: usize = 160;
 
 /// A position on the ring: a 160-bit unsigned number, stored big-endian so that the derived
 /// byte-wise ordering is the numeric ordering.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Id(pub [u8; 20]);
 
 impl Id {
@@ -94,6 +94,40 @@ impl Id {
     }
 }
 
+/// 20 raw bytes in binary formats (CBOR on the wire), 40 hex digits in text formats (JSON).
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("20 bytes or 40 hex digits")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Id, E> {
+                <[u8; 20]>::try_from(v).map(Id).map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
+                Id::from_hex(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(Visitor)
+        } else {
+            deserializer.deserialize_bytes(Visitor)
+        }
+    }
+}
+
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Eight digits tell ids apart in logs; the full form is in Display.
@@ -123,8 +157,20 @@ mod tests {
     }
 
     #[test]
+    fn serializes_as_hex_in_json() {
+        let id = Id::hash(b"abc");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"a9993e364706816aba3e25717850c26c9cd0d89d\"");
+        assert_eq!(serde_json::from_str::<Id>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<Id>("\"abc\"").is_err());
+    }
+
+    #[test]
     fn sha1_of_known_input() {
-        assert_eq!(Id::hash(b"abc").to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            Id::hash(b"abc").to_hex(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 
     #[test]

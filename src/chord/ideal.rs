@@ -49,7 +49,9 @@ impl IdealRing {
             return Vec::new();
         };
         let n = self.sorted.len();
-        (1..=r.min(n - 1)).map(|k| self.sorted[(at + k) % n]).collect()
+        (1..=r.min(n - 1))
+            .map(|k| self.sorted[(at + k) % n])
+            .collect()
     }
 
     /// finger[i] of `id` for every i: successor(id + 2^i).

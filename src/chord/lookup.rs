@@ -1,4 +1,4 @@
-//! The iterative lookup as an explicit state machine: `next` says whom to ask, `on_response` and
+//! The iterative lookup as an explicit state machine: `next_action` says whom to ask, `on_response` and
 //! `on_failure` feed answers back. It holds no clock and sends nothing; whoever drives it does.
 
 use std::collections::BTreeSet;
@@ -86,7 +86,7 @@ impl<A: Clone> Lookup<A> {
         self.waiting
     }
 
-    pub fn next(&mut self) -> Next<A> {
+    pub fn next_action(&mut self) -> Next<A> {
         if self.outcome.is_some() {
             return Next::Finished;
         }
@@ -168,7 +168,10 @@ mod tests {
     fn node(x: u8) -> NodeRef<u8> {
         let mut id = [0u8; 20];
         id[0] = x;
-        NodeRef { id: Id(id), addr: x }
+        NodeRef {
+            id: Id(id),
+            addr: x,
+        }
     }
 
     fn key(x: u8) -> Id {
@@ -178,13 +181,21 @@ mod tests {
     #[test]
     fn follows_redirects_and_counts_hops() {
         let mut l = Lookup::new(key(200), vec![node(10)], 0);
-        assert_eq!(l.next(), Next::Ask(node(10)));
-        assert_eq!(l.next(), Next::Waiting);
-        assert!(l.on_response(&key(10), LookupStep::Closer { nodes: vec![node(100), node(150)] }));
-        assert_eq!(l.next(), Next::Ask(node(150)));
-        let found = LookupStep::Found { owner: node(210), backups: vec![node(220)] };
+        assert_eq!(l.next_action(), Next::Ask(node(10)));
+        assert_eq!(l.next_action(), Next::Waiting);
+        assert!(l.on_response(
+            &key(10),
+            LookupStep::Closer {
+                nodes: vec![node(100), node(150)]
+            }
+        ));
+        assert_eq!(l.next_action(), Next::Ask(node(150)));
+        let found = LookupStep::Found {
+            owner: node(210),
+            backups: vec![node(220)],
+        };
         assert!(l.on_response(&key(150), found));
-        assert_eq!(l.next(), Next::Finished);
+        assert_eq!(l.next_action(), Next::Finished);
         let result = l.into_outcome().unwrap().unwrap();
         assert_eq!((result.owner.addr, result.hops), (210, 1));
     }
@@ -192,24 +203,45 @@ mod tests {
     #[test]
     fn routes_around_failures_without_counting_them() {
         let mut l = Lookup::new(key(200), vec![node(10)], 0);
-        l.next();
-        l.on_response(&key(10), LookupStep::Closer { nodes: vec![node(100), node(150)] });
-        assert_eq!(l.next(), Next::Ask(node(150)));
+        l.next_action();
+        l.on_response(
+            &key(10),
+            LookupStep::Closer {
+                nodes: vec![node(100), node(150)],
+            },
+        );
+        assert_eq!(l.next_action(), Next::Ask(node(150)));
         assert!(l.on_failure(&key(150)));
-        assert_eq!(l.next(), Next::Ask(node(100)));
-        l.on_response(&key(100), LookupStep::Found { owner: node(210), backups: vec![] });
-        l.next();
+        assert_eq!(l.next_action(), Next::Ask(node(100)));
+        l.on_response(
+            &key(100),
+            LookupStep::Found {
+                owner: node(210),
+                backups: vec![],
+            },
+        );
+        l.next_action();
         assert_eq!(l.outcome().unwrap().as_ref().unwrap().hops, 1);
     }
 
     #[test]
     fn ignores_stale_and_backward_answers() {
         let mut l = Lookup::new(key(200), vec![node(10)], 0);
-        l.next();
-        assert!(!l.on_response(&key(99), LookupStep::Closer { nodes: vec![node(150)] }));
+        l.next_action();
+        assert!(!l.on_response(
+            &key(99),
+            LookupStep::Closer {
+                nodes: vec![node(150)]
+            }
+        ));
         // A "closer" node behind the answerer or past the key is no progress.
-        l.on_response(&key(10), LookupStep::Closer { nodes: vec![node(5), node(250)] });
-        assert_eq!(l.next(), Next::Finished);
+        l.on_response(
+            &key(10),
+            LookupStep::Closer {
+                nodes: vec![node(5), node(250)],
+            },
+        );
+        assert_eq!(l.next_action(), Next::Finished);
         assert_eq!(l.outcome(), Some(&Err(LookupError::Unreachable)));
     }
 
@@ -217,10 +249,10 @@ mod tests {
     fn gives_up_when_everyone_fails() {
         let mut l = Lookup::new(key(200), vec![node(10), node(20)], 0);
         for x in [10, 20] {
-            assert_eq!(l.next(), Next::Ask(node(x)));
+            assert_eq!(l.next_action(), Next::Ask(node(x)));
             l.on_failure(&key(x));
         }
-        assert_eq!(l.next(), Next::Finished);
+        assert_eq!(l.next_action(), Next::Finished);
         assert_eq!(l.outcome(), Some(&Err(LookupError::Unreachable)));
     }
 }

@@ -99,18 +99,30 @@ pub enum Phase {
 /// Why a request was sent: decides what its answer means.
 #[derive(Clone, Debug)]
 enum Op<A> {
-    Stabilize { succ: NodeRef<A> },
+    Stabilize {
+        succ: NodeRef<A>,
+    },
     /// `candidate` = the successor's predecessor, queried before it is adopted (Zave).
     StabilizeCandidate {
         candidate: NodeRef<A>,
         succ: Option<NodeRef<A>>,
     },
     Notify,
-    CheckPredecessor { pred: Id },
+    CheckPredecessor {
+        pred: Id,
+    },
     /// Rectify: the current predecessor is pinged; `candidate` replaces it if it is dead.
-    Rectify { pred: Id, candidate: NodeRef<A> },
-    LookupStep { lookup: LookupId, to: Id },
-    JoinNeighbours { owner: NodeRef<A> },
+    Rectify {
+        pred: Id,
+        candidate: NodeRef<A>,
+    },
+    LookupStep {
+        lookup: LookupId,
+        to: Id,
+    },
+    JoinNeighbours {
+        owner: NodeRef<A>,
+    },
     Leave,
 }
 
@@ -237,7 +249,10 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
 
     /// Starts a lookup of successor(key); the answer comes as [`Event::LookupDone`].
     pub fn lookup(&mut self, now: Instant, key: Id) -> LookupId {
-        let lookup = match self.routing.lookup_step(&key, self.config.lookup_candidates) {
+        let lookup = match self
+            .routing
+            .lookup_step(&key, self.config.lookup_candidates)
+        {
             LookupStep::Found { owner, backups } => Lookup::finished(key, owner, backups),
             LookupStep::Closer { nodes } => Lookup::new(key, nodes, 1),
         };
@@ -257,7 +272,13 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             predecessor: self.routing.predecessor().cloned(),
             successors: self.routing.successors().to_vec(),
         };
-        let mut targets: Vec<NodeRef<A>> = self.routing.successors().first().cloned().into_iter().collect();
+        let mut targets: Vec<NodeRef<A>> = self
+            .routing
+            .successors()
+            .first()
+            .cloned()
+            .into_iter()
+            .collect();
         if let Some(p) = self.routing.predecessor() {
             if targets.iter().all(|t| t.id != p.id) {
                 targets.push(p.clone());
@@ -275,9 +296,10 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// follow-up work (rectify's ping) is queued as transmits.
     pub fn handle_request(&mut self, now: Instant, request: Request<A>) -> Response<A> {
         match request {
-            Request::FindSuccessor { key } => {
-                Response::Step(self.routing.lookup_step(&key, self.config.lookup_candidates))
-            }
+            Request::FindSuccessor { key } => Response::Step(
+                self.routing
+                    .lookup_step(&key, self.config.lookup_candidates),
+            ),
             Request::GetNeighbours => Response::Neighbours {
                 predecessor: self.routing.predecessor().cloned(),
                 successors: self.routing.successors().to_vec(),
@@ -304,9 +326,13 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             return false;
         };
         match (pending.op, response) {
-            (Op::Stabilize { succ }, Response::Neighbours { predecessor, successors }) => {
-                self.on_successor_neighbours(now, succ, predecessor, successors)
-            }
+            (
+                Op::Stabilize { succ },
+                Response::Neighbours {
+                    predecessor,
+                    successors,
+                },
+            ) => self.on_successor_neighbours(now, succ, predecessor, successors),
             (Op::StabilizeCandidate { candidate, .. }, Response::Neighbours { successors, .. }) => {
                 self.adopt_successors(candidate.clone(), successors);
                 self.notify(now, candidate);
@@ -375,7 +401,11 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let periodic = (self.phase == Phase::Active).then_some(self.periodic_at);
-        self.pending.values().map(|p| p.deadline).chain(periodic).min()
+        self.pending
+            .values()
+            .map(|p| p.deadline)
+            .chain(periodic)
+            .min()
     }
 
     // ---- the rules ----
@@ -406,7 +436,12 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         }
         if let Some(succ) = self.routing.successors().first().cloned() {
             self.stabilizing = true;
-            self.send(now, succ.clone(), Request::GetNeighbours, Op::Stabilize { succ });
+            self.send(
+                now,
+                succ.clone(),
+                Request::GetNeighbours,
+                Op::Stabilize { succ },
+            );
         } else if let Some(candidate) = self.routing.predecessor().cloned() {
             self.stabilizing = true;
             let op = Op::StabilizeCandidate {
@@ -445,7 +480,8 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// `succ_list := [first] ++ rest`, trimmed; reports a change of first successor.
     fn adopt_successors(&mut self, first: NodeRef<A>, rest: Vec<NodeRef<A>>) {
         let old = self.routing.successor().clone();
-        self.routing.set_successors(std::iter::once(first).chain(rest));
+        self.routing
+            .set_successors(std::iter::once(first).chain(rest));
         self.report_successor_change(old);
     }
 
@@ -461,7 +497,8 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         self.routing.set_predecessor(new);
         let new = self.routing.predecessor().cloned();
         if old.as_ref().map(|n| n.id) != new.as_ref().map(|n| n.id) {
-            self.events.push_back(Event::PredecessorChanged { old, new });
+            self.events
+                .push_back(Event::PredecessorChanged { old, new });
         }
     }
 
@@ -499,7 +536,12 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             matches!(&x.op, Op::CheckPredecessor { pred } | Op::Rectify { pred, .. } if *pred == p.id)
         });
         if !busy {
-            self.send(now, p.clone(), Request::Ping, Op::CheckPredecessor { pred: p.id });
+            self.send(
+                now,
+                p.clone(),
+                Request::Ping,
+                Op::CheckPredecessor { pred: p.id },
+            );
         }
     }
 
@@ -522,7 +564,10 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                 }
                 continue;
             }
-            let lookup = match self.routing.lookup_step(&start, self.config.lookup_candidates) {
+            let lookup = match self
+                .routing
+                .lookup_step(&start, self.config.lookup_candidates)
+            {
                 LookupStep::Found { owner, backups } => Lookup::finished(start, owner, backups),
                 LookupStep::Closer { nodes } => Lookup::new(start, nodes, 1),
             };
@@ -563,7 +608,12 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         if self.routing.predecessor().is_some_and(|p| p.id == node.id) {
             self.set_predecessor(predecessor.filter(|p| p.id != node.id));
         }
-        if let Some(at) = self.routing.successors().iter().position(|s| s.id == node.id) {
+        if let Some(at) = self
+            .routing
+            .successors()
+            .iter()
+            .position(|s| s.id == node.id)
+        {
             let old = self.routing.successor().clone();
             let before: Vec<NodeRef<A>> = self.routing.successors()[..at].to_vec();
             let after = successors.into_iter().filter(|s| s.id != node.id);
@@ -598,10 +648,12 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             let Some(task) = self.lookups.get_mut(&id) else {
                 return;
             };
-            match task.lookup.next() {
+            match task.lookup.next_action() {
                 Next::Ask(node) if node.id == self.routing.me().id => {
                     // A path can lead back here (during joins, or stale views): answer locally.
-                    let step = self.routing.lookup_step(&task.lookup.key(), self.config.lookup_candidates);
+                    let step = self
+                        .routing
+                        .lookup_step(&task.lookup.key(), self.config.lookup_candidates);
                     let me = node.id;
                     if let Some(task) = self.lookups.get_mut(&id) {
                         task.lookup.on_response(&me, step);
@@ -609,14 +661,20 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                 }
                 Next::Ask(node) => {
                     let key = task.lookup.key();
-                    let op = Op::LookupStep { lookup: id, to: node.id };
+                    let op = Op::LookupStep {
+                        lookup: id,
+                        to: node.id,
+                    };
                     self.send(now, node, Request::FindSuccessor { key }, op);
                     return;
                 }
                 Next::Waiting => return,
                 Next::Finished => {
                     if let Some(task) = self.lookups.remove(&id) {
-                        let result = task.lookup.into_outcome().unwrap_or(Err(LookupError::Unreachable));
+                        let result = task
+                            .lookup
+                            .into_outcome()
+                            .unwrap_or(Err(LookupError::Unreachable));
                         self.finish_lookup(now, id, task.purpose, result);
                     }
                     return;
@@ -648,7 +706,9 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                         .find(|n| n.id != me);
                     match owner {
                         Some(owner) => {
-                            let op = Op::JoinNeighbours { owner: owner.clone() };
+                            let op = Op::JoinNeighbours {
+                                owner: owner.clone(),
+                            };
                             self.send(now, owner, Request::GetNeighbours, op);
                         }
                         None => self.join_failed(JoinError::NoOtherNode),

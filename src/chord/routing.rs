@@ -156,7 +156,10 @@ mod tests {
     fn node(x: u8) -> NodeRef<u8> {
         let mut id = [0u8; 20];
         id[0] = x;
-        NodeRef { id: Id(id), addr: x }
+        NodeRef {
+            id: Id(id),
+            addr: x,
+        }
     }
 
     #[test]
@@ -185,11 +188,16 @@ mod tests {
         r.set_finger(7, node(100));
         r.set_finger(6, node(60));
         // 15 is in (10, 20]: the successor owns it.
-        assert!(matches!(r.lookup_step(&node(15).id, 3), LookupStep::Found { owner, .. } if owner.addr == 20));
+        assert!(
+            matches!(r.lookup_step(&node(15).id, 3), LookupStep::Found { owner, .. } if owner.addr == 20)
+        );
         // 90: ask the nodes before it, closest first; 100 is past the key.
         match r.lookup_step(&node(90).id, 3) {
             LookupStep::Closer { nodes } => {
-                assert_eq!(nodes.iter().map(|n| n.addr).collect::<Vec<_>>(), vec![60, 30, 20])
+                assert_eq!(
+                    nodes.iter().map(|n| n.addr).collect::<Vec<_>>(),
+                    vec![60, 30, 20]
+                )
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -30,7 +30,9 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Lookup { name, client }) => lookup(&name, &client, cli.node.output.json).await,
+        Some(Command::Lookup { name, client }) => {
+            lookup(&name, &client, cli.node.output.json).await
+        }
         Some(Command::Status { client }) => status(&client, cli.node.output.json).await,
         None => run_node(cli.ip.zip(cli.port), cli.node).await,
     }
@@ -83,7 +85,10 @@ fn listen_addrs(ip_port: Option<(IpAddr, u16)>, args: &NodeArgs) -> Vec<Multiadd
 /// The default data dir: one per listen address under the user's data directory, so the same
 /// `IP PORT` keeps its identity across restarts. A random port means a new node every time.
 fn default_data_dir(listen: &[Multiaddr]) -> Option<PathBuf> {
-    let random_port = listen.iter().flat_map(|a| a.iter()).any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0)));
+    let random_port = listen
+        .iter()
+        .flat_map(|a| a.iter())
+        .any(|p| matches!(p, Protocol::Tcp(0) | Protocol::Udp(0)));
     if random_port {
         return None;
     }
@@ -91,7 +96,13 @@ fn default_data_dir(listen: &[Multiaddr]) -> Option<PathBuf> {
     let slug: String = first
         .trim_start_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     Some(dirs::data_dir()?.join("chord-p2p").join(slug))
 }
@@ -126,7 +137,10 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         if json {
             emit(json!({"event": "joined", "successor": output::node_json(&successor)}));
         } else {
-            emit(format!("joined the ring; successor {}", successor.addr.peer_id));
+            emit(format!(
+                "joined the ring; successor {}",
+                successor.addr.peer_id
+            ));
         }
     }
 

@@ -48,7 +48,12 @@ fn short(id: &Id) -> String {
 
 fn node_line(node: &PeerRef) -> String {
     let addrs: Vec<String> = node.addr.addrs.iter().map(|a| a.to_string()).collect();
-    format!("{}  {}  {}", short(&node.id), node.addr.peer_id, addrs.join(" "))
+    format!(
+        "{}  {}  {}",
+        short(&node.id),
+        node.addr.peer_id,
+        addrs.join(" ")
+    )
 }
 
 pub fn lookup_text(name: &str, result: &LookupResult<Contact>) -> String {
@@ -77,10 +82,15 @@ pub fn fingers_text(report: &StatusReport) -> String {
     while i < report.fingers.len() {
         let target = report.fingers[i].as_ref().map(|n| n.id);
         let mut j = i;
-        while j + 1 < report.fingers.len() && report.fingers[j + 1].as_ref().map(|n| n.id) == target {
+        while j + 1 < report.fingers.len() && report.fingers[j + 1].as_ref().map(|n| n.id) == target
+        {
             j += 1;
         }
-        let range = if i == j { format!("{i}") } else { format!("{i}-{j}") };
+        let range = if i == j {
+            format!("{i}")
+        } else {
+            format!("{i}-{j}")
+        };
         let node = match &report.fingers[i] {
             Some(n) => node_line(n),
             None => "(unknown)".into(),

@@ -72,7 +72,10 @@ pub fn run(node: NodeHandle, runtime: tokio::runtime::Handle, json: bool) -> Exi
             ("join", [addr]) => match parse_target(addr) {
                 Err(e) => eprintln!("error: {e}"),
                 Ok(target) => match runtime.block_on(node.join(target)) {
-                    Ok(succ) if json => println!("{}", serde_json::json!({"event": "joined", "successor": output::node_json(&succ)})),
+                    Ok(succ) if json => println!(
+                        "{}",
+                        serde_json::json!({"event": "joined", "successor": output::node_json(&succ)})
+                    ),
                     Ok(succ) => println!("joined; successor {}", succ.addr.peer_id),
                     Err(e) => eprintln!("error: {e}"),
                 },

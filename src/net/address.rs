@@ -44,9 +44,9 @@ pub fn quic_and_tcp(ip: IpAddr, port: u16) -> [Multiaddr; 2] {
 pub fn parse_target(text: &str) -> Result<Target, AddressError> {
     let text = text.trim();
     if text.starts_with('/') {
-        let mut addr: Multiaddr = text
-            .parse()
-            .map_err(|e: libp2p::multiaddr::Error| AddressError::Multiaddr(text.into(), e.to_string()))?;
+        let mut addr: Multiaddr = text.parse().map_err(|e: libp2p::multiaddr::Error| {
+            AddressError::Multiaddr(text.into(), e.to_string())
+        })?;
         let peer_id = match addr.iter().last() {
             Some(Protocol::P2p(peer)) => {
                 addr.pop();
@@ -95,11 +95,17 @@ pub fn parse_target(text: &str) -> Result<Target, AddressError> {
 
 fn split_host_port(text: &str) -> Result<(&str, u16), AddressError> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| AddressError::Form(text.into()))?;
-        let port = after.strip_prefix(':').ok_or_else(|| AddressError::Form(text.into()))?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| AddressError::Form(text.into()))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| AddressError::Form(text.into()))?;
         (host, port)
     } else {
-        let (host, port) = text.rsplit_once(':').ok_or_else(|| AddressError::Form(text.into()))?;
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| AddressError::Form(text.into()))?;
         if host.contains(':') {
             // A bare IPv6 address: the port is ambiguous without brackets.
             return Err(AddressError::Form(text.into()));
@@ -131,12 +137,18 @@ mod tests {
     fn ip_port_maps_to_quic_then_tcp() {
         let t = parse_target("127.0.0.1:5000").unwrap();
         let addrs: Vec<String> = t.addrs.iter().map(|a| a.to_string()).collect();
-        assert_eq!(addrs, ["/ip4/127.0.0.1/udp/5000/quic-v1", "/ip4/127.0.0.1/tcp/5000"]);
+        assert_eq!(
+            addrs,
+            ["/ip4/127.0.0.1/udp/5000/quic-v1", "/ip4/127.0.0.1/tcp/5000"]
+        );
         assert_eq!(t.peer_id, None);
         let t = parse_target("[::1]:7").unwrap();
         assert_eq!(t.addrs[0].to_string(), "/ip6/::1/udp/7/quic-v1");
         let t = parse_target("localhost:9").unwrap();
-        assert!(t.addrs.iter().any(|a| a.to_string() == "/ip4/127.0.0.1/udp/9/quic-v1"));
+        assert!(t
+            .addrs
+            .iter()
+            .any(|a| a.to_string() == "/ip4/127.0.0.1/udp/9/quic-v1"));
     }
 
     #[test]
@@ -151,7 +163,17 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_errors() {
-        for bad in ["", "nonsense", "1.2.3.4", "1.2.3.4:0", "1.2.3.4:99999", "::1:80", "/ip4/999.0.0.1/tcp/1", "/ip4/127.0.0.1", "[::1]80"] {
+        for bad in [
+            "",
+            "nonsense",
+            "1.2.3.4",
+            "1.2.3.4:0",
+            "1.2.3.4:99999",
+            "::1:80",
+            "/ip4/999.0.0.1/tcp/1",
+            "/ip4/127.0.0.1",
+            "[::1]80",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -10,7 +10,9 @@ use libp2p::swarm::{Swarm, SwarmEvent};
 
 use super::address::Target;
 use super::dial::{dial_error_text, DialError, Dialing};
-use super::protocol::{check_response, check_status, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse};
+use super::protocol::{
+    check_response, check_status, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse,
+};
 use super::swarm::{build_swarm, Behaviour, BehaviourEvent, BuildError};
 use crate::chord::{Id, Lookup, LookupError, LookupResult, Next, Request, Response};
 
@@ -81,7 +83,11 @@ impl Client {
     }
 
     /// Sends one request and waits for its answer.
-    pub async fn request(&mut self, to: &PeerRef, request: WireRequest) -> Result<WireResponse, ClientError> {
+    pub async fn request(
+        &mut self,
+        to: &PeerRef,
+        request: WireRequest,
+    ) -> Result<WireResponse, ClientError> {
         let peer = to.addr.peer_id;
         let id: OutboundRequestId = self
             .swarm
@@ -110,15 +116,25 @@ impl Client {
     }
 
     /// A core request; refusals and malformed answers become errors.
-    async fn chord(&mut self, to: &PeerRef, request: Request<crate::net::Contact>) -> Result<Response<crate::net::Contact>, ClientError> {
+    async fn chord(
+        &mut self,
+        to: &PeerRef,
+        request: Request<crate::net::Contact>,
+    ) -> Result<Response<crate::net::Contact>, ClientError> {
         let peer = to.addr.peer_id.to_string();
         match self.request(to, WireRequest::Chord(request)).await? {
             WireResponse::Chord(response) => {
-                check_response(&response).map_err(|e| ClientError::Invalid { peer, reason: e.to_string() })?;
+                check_response(&response).map_err(|e| ClientError::Invalid {
+                    peer,
+                    reason: e.to_string(),
+                })?;
                 Ok(response)
             }
             WireResponse::Error(reason) => Err(ClientError::Refused { peer, reason }),
-            WireResponse::Status(_) => Err(ClientError::Invalid { peer, reason: "status where a Chord answer was due".into() }),
+            WireResponse::Status(_) => Err(ClientError::Invalid {
+                peer,
+                reason: "status where a Chord answer was due".into(),
+            }),
         }
     }
 
@@ -127,19 +143,29 @@ impl Client {
         let peer = node.addr.peer_id.to_string();
         match self.request(node, WireRequest::Status).await? {
             WireResponse::Status(report) => {
-                check_status(&report).map_err(|e| ClientError::Invalid { peer, reason: e.to_string() })?;
+                check_status(&report).map_err(|e| ClientError::Invalid {
+                    peer,
+                    reason: e.to_string(),
+                })?;
                 Ok(report)
             }
             WireResponse::Error(reason) => Err(ClientError::Refused { peer, reason }),
-            WireResponse::Chord(_) => Err(ClientError::Invalid { peer, reason: "Chord answer where a status was due".into() }),
+            WireResponse::Chord(_) => Err(ClientError::Invalid {
+                peer,
+                reason: "Chord answer where a status was due".into(),
+            }),
         }
     }
 
     /// An iterative lookup of successor(key) that starts at `entry`.
-    pub async fn lookup(&mut self, entry: PeerRef, key: Id) -> Result<LookupResult<crate::net::Contact>, ClientError> {
+    pub async fn lookup(
+        &mut self,
+        entry: PeerRef,
+        key: Id,
+    ) -> Result<LookupResult<crate::net::Contact>, ClientError> {
         let mut lookup = Lookup::new(key, vec![entry], 0);
         loop {
-            match lookup.next() {
+            match lookup.next_action() {
                 Next::Ask(node) => match self.chord(&node, Request::FindSuccessor { key }).await {
                     Ok(Response::Step(step)) => {
                         lookup.on_response(&node.id, step);
@@ -148,7 +174,7 @@ impl Client {
                         lookup.on_failure(&node.id);
                     }
                 },
-                // Every ask is answered before `next` runs again, so nothing can be in flight.
+                // Every ask is answered before `next_action` runs again, so nothing can be in flight.
                 Next::Waiting => return Err(LookupError::Unreachable.into()),
                 Next::Finished => {
                     return match lookup.into_outcome() {

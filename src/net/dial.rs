@@ -28,7 +28,10 @@ pub struct Dialing {
 
 impl Dialing {
     /// Starts a dial to every address of `target` concurrently.
-    pub fn start<B: NetworkBehaviour>(swarm: &mut Swarm<B>, target: Target) -> Result<Self, DialError> {
+    pub fn start<B: NetworkBehaviour>(
+        swarm: &mut Swarm<B>,
+        target: Target,
+    ) -> Result<Self, DialError> {
         let mut dialing = Dialing {
             target,
             pending: BTreeMap::new(),

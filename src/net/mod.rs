@@ -9,5 +9,7 @@ pub mod swarm;
 
 pub use address::{parse_target, quic_and_tcp, with_peer, AddressError, Target};
 pub use client::{Client, ClientError};
-pub use protocol::{node_id, peer_ref, Contact, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse};
+pub use protocol::{
+    node_id, peer_ref, Contact, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse,
+};
 pub use swarm::{build_swarm, Behaviour, BehaviourEvent, BuildError};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
-use crate::chord::{Id, NodeRef, Request, Response, MAX_LIST, M};
+use crate::chord::{Id, NodeRef, Request, Response, M, MAX_LIST};
 
 pub const CHORD_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/1.0.0");
 /// Largest request accepted: Chord requests are small; anything bigger is hostile.
@@ -39,6 +39,8 @@ pub fn peer_ref(peer_id: PeerId, addrs: Vec<Multiaddr>) -> PeerRef {
     }
 }
 
+// Messages live briefly and one at a time; boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WireRequest {
     Chord(Request<Contact>),
@@ -135,5 +137,50 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(60),
             serve: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chord::LookupStep;
+
+    fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        cbor4ii::serde::to_writer(&mut out, value).unwrap();
+        out
+    }
+
+    #[test]
+    fn ids_travel_as_20_byte_strings() {
+        let node = peer_ref(PeerId::random(), vec!["/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap()]);
+        let bytes = cbor(&WireResponse::Chord(Response::Step(LookupStep::Found {
+            owner: node.clone(),
+            backups: vec![],
+        })));
+        // A CBOR byte string of length 20 is the single head byte 0x54 (major type 2, length 20).
+        let mut expected = vec![0x54];
+        expected.extend_from_slice(&node.id.0);
+        assert!(bytes.windows(21).any(|w| w == expected), "id not sent as 20 raw bytes");
+        let back: WireResponse = cbor4ii::serde::from_slice(&bytes).unwrap();
+        match back {
+            WireResponse::Chord(Response::Step(LookupStep::Found { owner, .. })) => assert_eq!(owner, node),
+            other => panic!("round trip gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn forged_ids_and_impostors_are_refused() {
+        let honest = peer_ref(PeerId::random(), vec![]);
+        let mut forged = honest.clone();
+        forged.id = Id::hash(b"elsewhere");
+        let sender = honest.addr.peer_id;
+        assert!(check_request(&sender, &Request::Notify { node: honest.clone() }).is_ok());
+        assert_eq!(
+            check_request(&sender, &Request::Notify { node: forged }),
+            Err(ProtocolError::ForgedId(Id::hash(b"elsewhere")))
+        );
+        let other = PeerId::random();
+        assert_eq!(check_request(&other, &Request::Notify { node: honest }), Err(ProtocolError::WrongSender));
     }
 }

@@ -95,7 +95,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let first = {
             let dir = DataDir::open(tmp.path()).unwrap();
-            assert!(DataDir::open(tmp.path()).is_err(), "second open must fail while locked");
+            assert!(
+                DataDir::open(tmp.path()).is_err(),
+                "second open must fail while locked"
+            );
             dir.identity().unwrap().public().to_peer_id()
         };
         let dir = DataDir::open(tmp.path()).unwrap();

@@ -12,15 +12,27 @@ use super::{DataDir, NodeError};
 use crate::chord::{ChordNode, Event, Id, LookupId, LookupResult, Phase, RequestId};
 use crate::net::dial::{dial_error_text, strip_peer, Dialing};
 use crate::net::protocol::{check_request, check_response};
-use crate::net::{Behaviour, BehaviourEvent, Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse};
+use crate::net::{
+    Behaviour, BehaviourEvent, Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse,
+};
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 pub(super) enum Command {
-    Join { target: Target, reply: Reply<PeerRef> },
-    Lookup { key: Id, reply: Reply<LookupResult<Contact>> },
-    Status { reply: oneshot::Sender<StatusReport> },
-    Leave { reply: oneshot::Sender<Result<(), NodeError>> },
+    Join {
+        target: Target,
+        reply: Reply<PeerRef>,
+    },
+    Lookup {
+        key: Id,
+        reply: Reply<LookupResult<Contact>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReport>,
+    },
+    Leave {
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
 }
 
 enum JoinState {
@@ -93,7 +105,12 @@ impl EventLoop {
             Some(JoinState::Dialing { deadline, .. }) => Some(*deadline),
             _ => None,
         };
-        self.core.poll_timeout().into_iter().chain(dial).min().unwrap_or(far)
+        self.core
+            .poll_timeout()
+            .into_iter()
+            .chain(dial)
+            .min()
+            .unwrap_or(far)
     }
 
     fn on_timer(&mut self) {
@@ -101,7 +118,10 @@ impl EventLoop {
         self.core.handle_timeout(now);
         if let Some(JoinState::Dialing { deadline, .. }) = &self.join {
             if *deadline <= now {
-                if let Some(JoinState::Dialing { mut dialing, reply, .. }) = self.join.take() {
+                if let Some(JoinState::Dialing {
+                    mut dialing, reply, ..
+                }) = self.join.take()
+                {
                     let _ = reply.send(Err(dialing.timed_out().into()));
                 }
             }
@@ -120,7 +140,11 @@ impl EventLoop {
                     match Dialing::start(&mut self.swarm, target) {
                         Ok(dialing) => {
                             let deadline = now + self.core.config().rpc_timeout * 2;
-                            self.join = Some(JoinState::Dialing { dialing, deadline, reply });
+                            self.join = Some(JoinState::Dialing {
+                                dialing,
+                                deadline,
+                                reply,
+                            });
                         }
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
@@ -164,7 +188,12 @@ impl EventLoop {
         let now = Instant::now();
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Chord(event)) => self.on_rpc_event(now, event),
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 let Some(JoinState::Dialing { dialing, .. }) = &mut self.join else {
                     return;
                 };
@@ -186,7 +215,11 @@ impl EventLoop {
                     }
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
                 if let Some(JoinState::Dialing { dialing, .. }) = &mut self.join {
                     if let Some(e) = dialing.on_failed(connection_id, dial_error_text(&error)) {
                         if let Some(JoinState::Dialing { reply, .. }) = self.join.take() {
@@ -212,15 +245,28 @@ impl EventLoop {
         }
     }
 
-    fn on_rpc_event(&mut self, now: Instant, event: request_response::Event<WireRequest, WireResponse>) {
+    fn on_rpc_event(
+        &mut self,
+        now: Instant,
+        event: request_response::Event<WireRequest, WireResponse>,
+    ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
                     let response = self.answer(now, &peer, request);
                     // The asker may be gone already; nothing to do then.
-                    let _ = self.swarm.behaviour_mut().chord.send_response(channel, response);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .chord
+                        .send_response(channel, response);
                 }
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     let Some(id) = self.requests.remove(&request_id) else {
                         return;
                     };
@@ -241,7 +287,12 @@ impl EventLoop {
                     }
                 }
             },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 tracing::debug!(%peer, "request failed: {error}");
                 if let Some(id) = self.requests.remove(&request_id) {
                     self.core.handle_failure(now, id);
@@ -255,7 +306,12 @@ impl EventLoop {
         }
     }
 
-    fn answer(&mut self, now: Instant, peer: &libp2p::PeerId, request: WireRequest) -> WireResponse {
+    fn answer(
+        &mut self,
+        now: Instant,
+        peer: &libp2p::PeerId,
+        request: WireRequest,
+    ) -> WireResponse {
         match request {
             WireRequest::Status => WireResponse::Status(self.status()),
             WireRequest::Chord(request) => match check_request(peer, &request) {
@@ -279,11 +335,15 @@ impl EventLoop {
                 self.core.handle_response(now, transmit.id, response);
                 continue;
             }
-            let request_id = self.swarm.behaviour_mut().chord.send_request_with_addresses(
-                &transmit.to.addr.peer_id,
-                WireRequest::Chord(transmit.request),
-                transmit.to.addr.addrs.clone(),
-            );
+            let request_id = self
+                .swarm
+                .behaviour_mut()
+                .chord
+                .send_request_with_addresses(
+                    &transmit.to.addr.peer_id,
+                    WireRequest::Chord(transmit.request),
+                    transmit.to.addr.addrs.clone(),
+                );
             self.requests.insert(request_id, transmit.id);
         }
         while let Some(event) = self.core.poll_event() {

@@ -17,7 +17,9 @@ use tokio::task::JoinHandle;
 pub use data_dir::DataDir;
 
 use crate::chord::{self, ChordNode, Id, JoinError, LookupError, LookupResult};
-use crate::net::{build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, StatusReport, Target};
+use crate::net::{
+    build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, StatusReport, Target,
+};
 use event_loop::{Command, EventLoop};
 
 /// Everything needed to start a node.
@@ -35,7 +37,9 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid literal multiaddr")],
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1"
+                .parse()
+                .expect("valid literal multiaddr")],
             data_dir: None,
             chord: chord::Config::default(),
             idle_timeout: Duration::from_secs(60),
@@ -90,10 +94,12 @@ impl Node {
         let mut swarm = build_swarm(key, &net)?;
         let mut listeners = Vec::new();
         for addr in &config.listen {
-            let id = swarm.listen_on(addr.clone()).map_err(|e| NodeError::Listen {
-                addr: addr.to_string(),
-                reason: crate::net::dial::root_cause(&e),
-            })?;
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Listen {
+                    addr: addr.to_string(),
+                    reason: crate::net::dial::root_cause(&e),
+                })?;
             listeners.push((id, addr.clone()));
         }
         // Wait until each listener reports an address: only then is the port known. Addresses
@@ -159,7 +165,12 @@ impl Node {
 
     /// Listen addresses with `/p2p/<peer id>`: what others pass to `--join`.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.me.addr.addrs.iter().map(|a| with_peer(a, self.peer_id())).collect()
+        self.me
+            .addr
+            .addrs
+            .iter()
+            .map(|a| with_peer(a, self.peer_id()))
+            .collect()
     }
 
     /// Informed leave, then the event loop ends.
@@ -181,7 +192,10 @@ impl Node {
     }
 }
 
-fn listener_addr(listeners: &[(libp2p::core::transport::ListenerId, Multiaddr)], id: libp2p::core::transport::ListenerId) -> String {
+fn listener_addr(
+    listeners: &[(libp2p::core::transport::ListenerId, Multiaddr)],
+    id: libp2p::core::transport::ListenerId,
+) -> String {
     listeners
         .iter()
         .find(|(l, _)| *l == id)
@@ -196,9 +210,15 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| NodeError::Stopped)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
     }
 

@@ -60,7 +60,9 @@ where
 
 /// successor(key) among `ids`.
 pub fn true_successor(ids: &[Id], key: &Id) -> Id {
-    IdealRing::new(ids.iter().copied()).successor(key).expect("non-empty ring")
+    IdealRing::new(ids.iter().copied())
+        .successor(key)
+        .expect("non-empty ring")
 }
 
 /// What a ring of `ids` must look like from node `me`: (predecessor, successors, fingers).
@@ -77,7 +79,12 @@ pub fn check_report(report: &StatusReport, ids: &[Id], r: usize) -> Result<(), S
     let (pred, succs, fingers) = ideal(ids, &me, r);
     let got_pred = report.predecessor.as_ref().map(|p| p.id);
     if got_pred != Some(pred) {
-        return Err(format!("{}: predecessor {:?}, want {}", short(&me), got_pred.map(|p| short(&p)), short(&pred)));
+        return Err(format!(
+            "{}: predecessor {:?}, want {}",
+            short(&me),
+            got_pred.map(|p| short(&p)),
+            short(&pred)
+        ));
     }
     let got: Vec<Id> = report.successors.iter().map(|s| s.id).collect();
     if got != succs {
@@ -91,7 +98,12 @@ pub fn check_report(report: &StatusReport, ids: &[Id], r: usize) -> Result<(), S
     for (i, want) in fingers.iter().enumerate() {
         let got = report.fingers.get(i).cloned().flatten().map(|f| f.id);
         if got != Some(*want) {
-            return Err(format!("{}: finger {i} is {:?}, want {}", short(&me), got.map(|g| short(&g)), short(want)));
+            return Err(format!(
+                "{}: finger {i} is {:?}, want {}",
+                short(&me),
+                got.map(|g| short(&g)),
+                short(want)
+            ));
         }
     }
     Ok(())
