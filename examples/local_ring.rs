@@ -38,7 +38,11 @@ async fn main() -> Result<()> {
             let via = parse_target(&first.listen_addrs()[0].to_string())?;
             node.handle().join(via).await?;
         }
-        println!("node {i}  id {}…  {}", &node.id().to_hex()[..10], node.listen_addrs()[0]);
+        println!(
+            "node {i}  id {}…  {}",
+            &node.id().to_hex()[..10],
+            node.listen_addrs()[0]
+        );
         nodes.push(node);
     }
     println!("\nletting the ring stabilize…");
@@ -54,7 +58,9 @@ async fn main() -> Result<()> {
             "  {}…  succ {}…  pred {}",
             short(node.id()),
             short(s.successors[0].id),
-            s.predecessor.map(|p| format!("{}…", short(p.id))).unwrap_or("none".into())
+            s.predecessor
+                .map(|p| format!("{}…", short(p.id)))
+                .unwrap_or("none".into())
         );
     }
 
@@ -71,7 +77,10 @@ async fn main() -> Result<()> {
     if args.once {
         return Ok(());
     }
-    println!("\ntry: chord-p2p status --peer {}", nodes[0].listen_addrs()[0]);
+    println!(
+        "\ntry: chord-p2p status --peer {}",
+        nodes[0].listen_addrs()[0]
+    );
     println!("Ctrl-C stops the ring");
     tokio::signal::ctrl_c().await?;
     for node in nodes {

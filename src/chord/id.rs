@@ -114,7 +114,9 @@ impl<'de> Deserialize<'de> for Id {
                 f.write_str("20 bytes or 40 hex digits")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Id, E> {
-                <[u8; 20]>::try_from(v).map(Id).map_err(|_| E::invalid_length(v.len(), &self))
+                <[u8; 20]>::try_from(v)
+                    .map(Id)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
                 Id::from_hex(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))

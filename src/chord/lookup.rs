@@ -34,6 +34,9 @@ pub enum LookupError {
 pub enum Next<A> {
     /// Send a lookup step for the key to this node.
     Ask(NodeRef<A>),
+    /// Ping this node: it was named as the owner, and a dead owner must not be reported. If it
+    /// does not answer, the next backup (the next live successor) is the owner.
+    Verify(NodeRef<A>),
     /// An answer is awaited.
     Waiting,
     /// The lookup is over: take `outcome`.
@@ -41,13 +44,26 @@ pub enum Next<A> {
 }
 
 #[derive(Clone, Debug)]
+enum Phase<A> {
+    /// Walking towards the key.
+    Route,
+    /// The owner was named; `candidates` = [owner, backups...] are checked in order.
+    Verify { candidates: Vec<NodeRef<A>> },
+}
+
+#[derive(Clone, Debug)]
 pub struct Lookup<A> {
     key: Id,
+    phase: Phase<A>,
     /// Nodes to try, best first. Later entries are the fallbacks that route around failures.
     queue: Vec<NodeRef<A>>,
     asked: BTreeSet<Id>,
     waiting: Option<Id>,
     hops: u32,
+    verify: bool,
+    /// From the answerer closest to the key so far: its successors at or past the key. If
+    /// routing runs out of live nodes, the first live one of these is the owner.
+    fallback: Option<(Id, Vec<NodeRef<A>>)>,
     outcome: Option<Result<LookupResult<A>, LookupError>>,
 }
 
@@ -57,24 +73,29 @@ impl<A: Clone> Lookup<A> {
     pub fn new(key: Id, start: Vec<NodeRef<A>>, hops: u32) -> Self {
         Lookup {
             key,
+            phase: Phase::Route,
             queue: start,
             asked: BTreeSet::new(),
             waiting: None,
             hops,
+            verify: false,
+            fallback: None,
             outcome: None,
         }
     }
 
-    /// A lookup answered at once by a local step.
-    pub fn finished(key: Id, owner: NodeRef<A>, backups: Vec<NodeRef<A>>) -> Self {
+    /// A lookup that begins with the answer of the asking node `me` for the key.
+    pub fn from_local_step(me: Id, key: Id, step: LookupStep<A>) -> Self {
         let mut lookup = Lookup::new(key, Vec::new(), 0);
-        lookup.outcome = Some(Ok(LookupResult {
-            key,
-            owner,
-            backups,
-            hops: 0,
-        }));
+        lookup.waiting = Some(me);
+        lookup.on_response(&me, step);
         lookup
+    }
+
+    /// Check that the owner is alive before reporting it (falling back to its successors).
+    pub fn verify_owner(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
     }
 
     pub fn key(&self) -> Id {
@@ -93,6 +114,33 @@ impl<A: Clone> Lookup<A> {
         if self.waiting.is_some() {
             return Next::Waiting;
         }
+        if let Phase::Verify { candidates } = &mut self.phase {
+            if !self.verify && !candidates.is_empty() {
+                let mut candidates = std::mem::take(candidates);
+                let owner = candidates.remove(0);
+                self.finish(owner, candidates);
+                return Next::Finished;
+            }
+            return match candidates.first() {
+                Some(owner) => {
+                    self.waiting = Some(owner.id);
+                    Next::Verify(owner.clone())
+                }
+                None => {
+                    self.outcome = Some(Err(LookupError::Unreachable));
+                    Next::Finished
+                }
+            };
+        }
+        if self.queue.is_empty() {
+            if let Some((_, candidates)) = self.fallback.take() {
+                // Everyone between the last answerer and the key is dead: its first live
+                // successor past the key owns it. Always checked, since failures are afoot.
+                self.verify = true;
+                self.phase = Phase::Verify { candidates };
+                return self.next_action();
+            }
+        }
         while !self.queue.is_empty() {
             let node = self.queue.remove(0);
             if !self.asked.insert(node.id) {
@@ -109,30 +157,55 @@ impl<A: Clone> Lookup<A> {
         Next::Finished
     }
 
-    /// Feeds the answer of `from`. Returns false (and changes nothing) for an answer nobody is
-    /// waiting for.
+    fn finish(&mut self, owner: NodeRef<A>, backups: Vec<NodeRef<A>>) {
+        self.outcome = Some(Ok(LookupResult {
+            key: self.key,
+            owner,
+            backups,
+            hops: self.hops,
+        }));
+    }
+
+    /// The owner is named; `next_action` reports it, after a ping if verification is on.
+    fn found(&mut self, owner: NodeRef<A>, backups: Vec<NodeRef<A>>) {
+        let candidates = std::iter::once(owner).chain(backups).collect();
+        self.phase = Phase::Verify { candidates };
+    }
+
+    /// Feeds the answer of `from` to a lookup step. Returns false (and changes nothing) for an
+    /// answer nobody is waiting for.
     pub fn on_response(&mut self, from: &Id, step: LookupStep<A>) -> bool {
-        if self.waiting != Some(*from) {
+        if self.waiting != Some(*from) || !matches!(self.phase, Phase::Route) {
             return false;
         }
         self.waiting = None;
         match step {
-            LookupStep::Found { owner, backups } => {
-                self.outcome = Some(Ok(LookupResult {
-                    key: self.key,
-                    owner,
-                    backups,
-                    hops: self.hops,
-                }));
-            }
-            LookupStep::Closer { nodes } => {
+            LookupStep::Found { owner, backups } => self.found(owner, backups),
+            LookupStep::Closer { nodes, successors } => {
                 // Only nodes strictly between the answerer and the key make progress; anything
                 // else is stale or hostile, and accepting it could make the lookup loop.
+                let key = self.key;
+                let (between, past): (Vec<_>, Vec<_>) = successors
+                    .into_iter()
+                    .partition(|s| s.id.in_open(from, &key));
                 let mut closer: Vec<NodeRef<A>> = nodes
                     .into_iter()
-                    .filter(|n| n.id.in_open(from, &self.key) && !self.asked.contains(&n.id))
+                    .chain(between)
+                    .filter(|n| n.id.in_open(from, &key) && !self.asked.contains(&n.id))
                     .collect();
-                closer.sort_by_key(|n| n.id.distance_to(&self.key));
+                closer.sort_by_key(|n| n.id.distance_to(&key));
+                closer.dedup_by_key(|n| n.id);
+                let past: Vec<NodeRef<A>> = past
+                    .into_iter()
+                    .filter(|s| key.in_half_open(from, &s.id))
+                    .collect();
+                let nearer = match &self.fallback {
+                    Some((best, _)) => from.distance_to(&key) < best.distance_to(&key),
+                    None => true,
+                };
+                if nearer && !past.is_empty() {
+                    self.fallback = Some((*from, past));
+                }
                 if !closer.is_empty() {
                     self.hops += 1;
                     closer.append(&mut self.queue);
@@ -143,12 +216,30 @@ impl<A: Clone> Lookup<A> {
         true
     }
 
+    /// The owner candidate `from` answered its ping: it is the owner.
+    pub fn on_alive(&mut self, from: &Id) -> bool {
+        if self.waiting != Some(*from) {
+            return false;
+        }
+        let Phase::Verify { candidates } = &mut self.phase else {
+            return false;
+        };
+        self.waiting = None;
+        let mut candidates = std::mem::take(candidates);
+        let owner = candidates.remove(0);
+        self.finish(owner, candidates);
+        true
+    }
+
     /// `from` did not answer (timeout, refused, unreachable): the next candidate is tried.
     pub fn on_failure(&mut self, from: &Id) -> bool {
         if self.waiting != Some(*from) {
             return false;
         }
         self.waiting = None;
+        if let Phase::Verify { candidates } = &mut self.phase {
+            candidates.remove(0);
+        }
         true
     }
 
@@ -186,7 +277,8 @@ mod tests {
         assert!(l.on_response(
             &key(10),
             LookupStep::Closer {
-                nodes: vec![node(100), node(150)]
+                nodes: vec![node(100), node(150)],
+                successors: vec![],
             }
         ));
         assert_eq!(l.next_action(), Next::Ask(node(150)));
@@ -208,6 +300,7 @@ mod tests {
             &key(10),
             LookupStep::Closer {
                 nodes: vec![node(100), node(150)],
+                successors: vec![],
             },
         );
         assert_eq!(l.next_action(), Next::Ask(node(150)));
@@ -231,7 +324,8 @@ mod tests {
         assert!(!l.on_response(
             &key(99),
             LookupStep::Closer {
-                nodes: vec![node(150)]
+                nodes: vec![node(150)],
+                successors: vec![],
             }
         ));
         // A "closer" node behind the answerer or past the key is no progress.
@@ -239,10 +333,77 @@ mod tests {
             &key(10),
             LookupStep::Closer {
                 nodes: vec![node(5), node(250)],
+                successors: vec![],
             },
         );
         assert_eq!(l.next_action(), Next::Finished);
         assert_eq!(l.outcome(), Some(&Err(LookupError::Unreachable)));
+    }
+
+    #[test]
+    fn a_dead_owner_is_replaced_by_its_next_live_successor() {
+        let mut l = Lookup::new(key(200), vec![node(10)], 0).verify_owner(true);
+        l.next_action();
+        l.on_response(
+            &key(10),
+            LookupStep::Found {
+                owner: node(210),
+                backups: vec![node(220), node(230)],
+            },
+        );
+        assert_eq!(l.next_action(), Next::Verify(node(210)));
+        assert!(
+            !l.on_response(
+                &key(210),
+                LookupStep::Closer {
+                    nodes: vec![],
+                    successors: vec![]
+                }
+            ),
+            "a step is no ping answer"
+        );
+        l.on_failure(&key(210));
+        assert_eq!(l.next_action(), Next::Verify(node(220)));
+        assert!(l.on_alive(&key(220)));
+        assert_eq!(l.next_action(), Next::Finished);
+        let result = l.into_outcome().unwrap().unwrap();
+        assert_eq!(result.owner.addr, 220);
+        assert_eq!(result.backups, vec![node(230)]);
+    }
+
+    #[test]
+    fn a_local_answer_is_verified_too() {
+        let step = LookupStep::Found {
+            owner: node(20),
+            backups: vec![],
+        };
+        let mut l = Lookup::from_local_step(key(10), key(15), step.clone()).verify_owner(true);
+        assert_eq!(l.next_action(), Next::Verify(node(20)));
+        l.on_failure(&key(20));
+        assert_eq!(l.next_action(), Next::Finished);
+        assert_eq!(l.outcome(), Some(&Err(LookupError::Unreachable)));
+        let mut unverified = Lookup::from_local_step(key(10), key(15), step).verify_owner(false);
+        assert_eq!(unverified.next_action(), Next::Finished);
+        assert_eq!(unverified.outcome().unwrap().as_ref().unwrap().hops, 0);
+    }
+
+    #[test]
+    fn a_dead_successor_before_the_key_is_passed_over() {
+        // 100 answers "ask 150" (its dead successor, just before the key 160); 170 is next.
+        let mut l = Lookup::new(key(160), vec![node(100)], 0);
+        l.next_action();
+        let step = LookupStep::Closer {
+            nodes: vec![node(150)],
+            successors: vec![node(150), node(170), node(180)],
+        };
+        l.on_response(&key(100), step);
+        assert_eq!(l.next_action(), Next::Ask(node(150)));
+        l.on_failure(&key(150));
+        assert_eq!(l.next_action(), Next::Verify(node(170)));
+        l.on_alive(&key(170));
+        assert_eq!(l.next_action(), Next::Finished);
+        let result = l.into_outcome().unwrap().unwrap();
+        assert_eq!((result.owner.addr, result.backups), (170, vec![node(180)]));
     }
 
     #[test]

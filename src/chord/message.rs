@@ -53,8 +53,13 @@ pub enum LookupStep<A> {
         backups: Vec<NodeRef<A>>,
     },
     /// Ask one of these next: nodes strictly between the answering node and the key, closest to
-    /// the key first.
-    Closer { nodes: Vec<NodeRef<A>> },
+    /// the key first. `successors` is the answering node's successor list: if every node
+    /// between it and the key turns out dead, the first live successor past the key is the
+    /// owner, and the asker can finish without waiting for the ring to repair.
+    Closer {
+        nodes: Vec<NodeRef<A>>,
+        successors: Vec<NodeRef<A>>,
+    },
 }
 
 impl<A> Request<A> {
@@ -82,7 +87,9 @@ impl<A> Response<A> {
             Response::Step(LookupStep::Found { owner, backups }) => {
                 std::iter::once(owner).chain(backups).collect()
             }
-            Response::Step(LookupStep::Closer { nodes }) => nodes.iter().collect(),
+            Response::Step(LookupStep::Closer { nodes, successors }) => {
+                nodes.iter().chain(successors).collect()
+            }
             Response::Neighbours {
                 predecessor,
                 successors,

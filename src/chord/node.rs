@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::id::{Id, M};
 use super::lookup::{Lookup, LookupError, LookupResult, Next};
-use super::message::{LookupStep, NodeRef, Request, Response};
+use super::message::{NodeRef, Request, Response};
 use super::routing::Routing;
 
 /// Timing and sizing of the protocol.
@@ -26,6 +26,9 @@ pub struct Config {
     /// How many candidates a lookup step offers (the first is the closest preceding node, the
     /// rest let the asker route around failures).
     pub lookup_candidates: usize,
+    /// Ping the owner a lookup found before reporting it, falling back to its successors, so a
+    /// crashed owner is never reported while the ring repairs itself. Costs one round trip.
+    pub verify_owner: bool,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             stabilize_interval: Duration::from_secs(1),
             rpc_timeout: Duration::from_secs(3),
             lookup_candidates: 3,
+            verify_owner: true,
         }
     }
 }
@@ -117,6 +121,10 @@ enum Op<A> {
         candidate: NodeRef<A>,
     },
     LookupStep {
+        lookup: LookupId,
+        to: Id,
+    },
+    LookupVerify {
         lookup: LookupId,
         to: Id,
     },
@@ -242,20 +250,14 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         }
         self.phase = Phase::Joining;
         // successor(me) is found by asking the ring, never this lonely node.
-        let lookup = Lookup::new(self.id(), vec![via], 0);
+        let lookup = Lookup::new(self.id(), vec![via], 0).verify_owner(self.config.verify_owner);
         self.start_lookup(now, lookup, Purpose::Join);
         Ok(())
     }
 
     /// Starts a lookup of successor(key); the answer comes as [`Event::LookupDone`].
     pub fn lookup(&mut self, now: Instant, key: Id) -> LookupId {
-        let lookup = match self
-            .routing
-            .lookup_step(&key, self.config.lookup_candidates)
-        {
-            LookupStep::Found { owner, backups } => Lookup::finished(key, owner, backups),
-            LookupStep::Closer { nodes } => Lookup::new(key, nodes, 1),
-        };
+        let lookup = self.local_lookup(key);
         self.start_lookup(now, lookup, Purpose::User)
     }
 
@@ -348,6 +350,12 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             (Op::LookupStep { lookup, to }, Response::Step(step)) => {
                 if let Some(task) = self.lookups.get_mut(&lookup) {
                     task.lookup.on_response(&to, step);
+                }
+                self.drive_lookup(now, lookup);
+            }
+            (Op::LookupVerify { lookup, to }, Response::Ack) => {
+                if let Some(task) = self.lookups.get_mut(&lookup) {
+                    task.lookup.on_alive(&to);
                 }
                 self.drive_lookup(now, lookup);
             }
@@ -564,13 +572,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                 }
                 continue;
             }
-            let lookup = match self
-                .routing
-                .lookup_step(&start, self.config.lookup_candidates)
-            {
-                LookupStep::Found { owner, backups } => Lookup::finished(start, owner, backups),
-                LookupStep::Closer { nodes } => Lookup::new(start, nodes, 1),
-            };
+            let lookup = self.local_lookup(start);
             let id = self.start_lookup(now, lookup, Purpose::Finger(i));
             if self.lookups.contains_key(&id) {
                 self.finger_lookup = Some(id);
@@ -635,6 +637,14 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         }
     }
 
+    /// A lookup that starts from this node's own routing state. Locally every known preceding
+    /// node is a candidate (not only the few a remote answer carries), so a lookup started here
+    /// can route around as many failures as this node knows ways past.
+    fn local_lookup(&self, key: Id) -> Lookup<A> {
+        let step = self.routing.lookup_step(&key, usize::MAX);
+        Lookup::from_local_step(self.id(), key, step).verify_owner(self.config.verify_owner)
+    }
+
     fn start_lookup(&mut self, now: Instant, lookup: Lookup<A>, purpose: Purpose) -> LookupId {
         let id = self.next_lookup;
         self.next_lookup += 1;
@@ -666,6 +676,17 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                         to: node.id,
                     };
                     self.send(now, node, Request::FindSuccessor { key }, op);
+                    return;
+                }
+                Next::Verify(node) if node.id == self.routing.me().id => {
+                    task.lookup.on_alive(&node.id);
+                }
+                Next::Verify(node) => {
+                    let op = Op::LookupVerify {
+                        lookup: id,
+                        to: node.id,
+                    };
+                    self.send(now, node, Request::Ping, op);
                     return;
                 }
                 Next::Waiting => return,
@@ -759,7 +780,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                     self.set_predecessor(Some(candidate));
                 }
             }
-            Op::LookupStep { lookup, to } => {
+            Op::LookupStep { lookup, to } | Op::LookupVerify { lookup, to } => {
                 self.routing.forget_finger(&to);
                 if let Some(task) = self.lookups.get_mut(&lookup) {
                     task.lookup.on_failure(&to);

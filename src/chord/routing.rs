@@ -145,7 +145,10 @@ impl<A: Clone> Routing<A> {
                 backups: Vec::new(),
             };
         }
-        LookupStep::Closer { nodes }
+        LookupStep::Closer {
+            nodes,
+            successors: self.successors.clone(),
+        }
     }
 }
 
@@ -193,7 +196,7 @@ mod tests {
         );
         // 90: ask the nodes before it, closest first; 100 is past the key.
         match r.lookup_step(&node(90).id, 3) {
-            LookupStep::Closer { nodes } => {
+            LookupStep::Closer { nodes, .. } => {
                 assert_eq!(
                     nodes.iter().map(|n| n.addr).collect::<Vec<_>>(),
                     vec![60, 30, 20]

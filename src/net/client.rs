@@ -163,12 +163,20 @@ impl Client {
         entry: PeerRef,
         key: Id,
     ) -> Result<LookupResult<crate::net::Contact>, ClientError> {
-        let mut lookup = Lookup::new(key, vec![entry], 0);
+        let mut lookup = Lookup::new(key, vec![entry], 0).verify_owner(true);
         loop {
             match lookup.next_action() {
                 Next::Ask(node) => match self.chord(&node, Request::FindSuccessor { key }).await {
                     Ok(Response::Step(step)) => {
                         lookup.on_response(&node.id, step);
+                    }
+                    Ok(_) | Err(_) => {
+                        lookup.on_failure(&node.id);
+                    }
+                },
+                Next::Verify(node) => match self.chord(&node, Request::Ping).await {
+                    Ok(Response::Ack) => {
+                        lookup.on_alive(&node.id);
                     }
                     Ok(_) | Err(_) => {
                         lookup.on_failure(&node.id);

@@ -153,7 +153,10 @@ mod tests {
 
     #[test]
     fn ids_travel_as_20_byte_strings() {
-        let node = peer_ref(PeerId::random(), vec!["/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap()]);
+        let node = peer_ref(
+            PeerId::random(),
+            vec!["/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap()],
+        );
         let bytes = cbor(&WireResponse::Chord(Response::Step(LookupStep::Found {
             owner: node.clone(),
             backups: vec![],
@@ -161,10 +164,15 @@ mod tests {
         // A CBOR byte string of length 20 is the single head byte 0x54 (major type 2, length 20).
         let mut expected = vec![0x54];
         expected.extend_from_slice(&node.id.0);
-        assert!(bytes.windows(21).any(|w| w == expected), "id not sent as 20 raw bytes");
+        assert!(
+            bytes.windows(21).any(|w| w == expected),
+            "id not sent as 20 raw bytes"
+        );
         let back: WireResponse = cbor4ii::serde::from_slice(&bytes).unwrap();
         match back {
-            WireResponse::Chord(Response::Step(LookupStep::Found { owner, .. })) => assert_eq!(owner, node),
+            WireResponse::Chord(Response::Step(LookupStep::Found { owner, .. })) => {
+                assert_eq!(owner, node)
+            }
             other => panic!("round trip gave {other:?}"),
         }
     }
@@ -175,12 +183,21 @@ mod tests {
         let mut forged = honest.clone();
         forged.id = Id::hash(b"elsewhere");
         let sender = honest.addr.peer_id;
-        assert!(check_request(&sender, &Request::Notify { node: honest.clone() }).is_ok());
+        assert!(check_request(
+            &sender,
+            &Request::Notify {
+                node: honest.clone()
+            }
+        )
+        .is_ok());
         assert_eq!(
             check_request(&sender, &Request::Notify { node: forged }),
             Err(ProtocolError::ForgedId(Id::hash(b"elsewhere")))
         );
         let other = PeerId::random();
-        assert_eq!(check_request(&other, &Request::Notify { node: honest }), Err(ProtocolError::WrongSender));
+        assert_eq!(
+            check_request(&other, &Request::Notify { node: honest }),
+            Err(ProtocolError::WrongSender)
+        );
     }
 }
