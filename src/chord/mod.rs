@@ -8,6 +8,8 @@ pub mod lookup;
 pub mod message;
 pub mod node;
 pub mod routing;
+#[cfg(test)]
+mod tests;
 
 pub use id::{Id, M};
 pub use ideal::IdealRing;

@@ -241,11 +241,23 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         self.routing.set_my_addr(addr);
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_successors_for_test(&mut self, list: Vec<NodeRef<A>>) {
+        self.routing.set_successors(list);
+    }
+
     // ---- commands ----
+
+    /// Whether this node may join another ring: it is alone, and nobody has joined it either.
+    pub fn can_join(&self) -> bool {
+        self.phase == Phase::Active
+            && self.routing.is_alone()
+            && self.routing.predecessor().is_none()
+    }
 
     /// Joins the ring that `via` belongs to. Fails at once if this node is not alone.
     pub fn join(&mut self, now: Instant, via: NodeRef<A>) -> Result<(), JoinError> {
-        if self.phase != Phase::Active || !self.routing.is_alone() {
+        if !self.can_join() {
             return Err(JoinError::AlreadyInRing);
         }
         self.phase = Phase::Joining;

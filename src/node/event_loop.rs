@@ -134,7 +134,7 @@ impl EventLoop {
             Command::Join { target, reply } => {
                 if self.join.is_some() {
                     let _ = reply.send(Err(NodeError::JoinInProgress));
-                } else if self.core.phase() != Phase::Active || !self.core.successors().is_empty() {
+                } else if !self.core.can_join() {
                     let _ = reply.send(Err(crate::chord::JoinError::AlreadyInRing.into()));
                 } else {
                     match Dialing::start(&mut self.swarm, target) {
