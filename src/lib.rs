@@ -6,3 +6,5 @@
 pub mod chord;
 pub mod net;
 pub mod node;
+/// A deterministic discrete-event simulator driving the same Chord core at 10^4 nodes.
+pub mod sim;

@@ -1,0 +1,245 @@
+//! Runs the Chord core in the deterministic simulator and prints what the paper measured.
+//!
+//! ```text
+//! cargo run --release --example simulate -- --nodes 1000 --seed 1
+//! cargo run --release --example simulate -- --nodes 1000 --successors 20 --fail 0.5
+//! cargo run --release --example simulate -- --nodes 1000 --churn 4 --duration 120
+//! cargo run --release --example simulate -- --nodes 10000 --events 100000
+//! cargo run --release --example simulate -- --sweep 14
+//! ```
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use chord_p2p::sim::scenario::{self, Churn};
+use chord_p2p::sim::{LookupStats, NetConfig, Sim, SimConfig};
+
+/// Simulate a Chord ring of many nodes: same seed, same run.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Ring size to build (through the protocol's own joins).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Seed of every random choice: ids, delays, losses, who joins and fails.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Successor-list length r (default: 2·log2 N, at least 4).
+    #[arg(long)]
+    successors: Option<usize>,
+    /// Crash this fraction of the nodes at once after the ring has settled.
+    #[arg(long)]
+    fail: Option<f64>,
+    /// Churn: joins and departures per stabilize interval each (Poisson), after settling.
+    #[arg(long)]
+    churn: Option<f64>,
+    /// Share of churn departures that are informed leaves (the rest crash).
+    #[arg(long, default_value_t = 0.5)]
+    leave_share: f64,
+    /// How long churn lasts, in stabilize intervals.
+    #[arg(long, default_value_t = 100)]
+    duration: u64,
+    /// Random run: this many simulator events of random joins, leaves, crashes and lookups.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Random operations per stabilize interval in a random run (default: N/20).
+    #[arg(long)]
+    ops: Option<f64>,
+    /// Probability that a message is lost (during growth, failures, churn and random runs).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a message is held back up to 600 ms (reordering, late answers).
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Lookups measured per phase.
+    #[arg(long, default_value_t = 10_000)]
+    lookups: usize,
+    /// Growth per join wave (one per stabilize interval), as a fraction of the current ring.
+    /// Faster growth piles joiners up as appendages that stabilize links one per round.
+    #[arg(long, default_value_t = 0.1)]
+    growth: f64,
+    /// Run the oracle every K events (default: 1 up to 2,000 nodes, else N/1000·... see --help).
+    #[arg(long)]
+    check_every: Option<u64>,
+    /// Path-length sweep over N = 2^4 … 2^MAX (ignores --nodes).
+    #[arg(long)]
+    sweep: Option<u32>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(max) = args.sweep {
+        println!("| N | r | lookups | mean path | p1 | p99 | ½·log2 N | mean/½·log2 N | failed | wrong | build+settle (virtual) | wall |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for exp in 4..=max {
+            let n = 1usize << exp;
+            let wall = Instant::now();
+            let mut sim = Sim::new(config(&args, n));
+            let (built, settled) = build(&mut sim, &args, n)?;
+            let stats = scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2));
+            let half = 0.5 * (n as f64).log2();
+            println!(
+                "| {n} | {} | {} | {:.3} | {} | {} | {half:.2} | {:.3} | {} | {} | {:.0} s + {:.0} s | {:.1} s |",
+                sim.config().chord.successors,
+                stats.finished(),
+                stats.mean_hops(),
+                pct(&stats, 1.0),
+                pct(&stats, 99.0),
+                stats.mean_hops() / half,
+                stats.failed,
+                stats.wrong,
+                built.as_secs_f64(),
+                settled.as_secs_f64(),
+                wall.elapsed().as_secs_f64(),
+            );
+            report_violations(&sim)?;
+        }
+        return Ok(());
+    }
+
+    let n = args.nodes;
+    let wall = Instant::now();
+    let mut sim = Sim::new(config(&args, n));
+    let (built, settled) = build(&mut sim, &args, n)?;
+    println!(
+        "built N={n} r={} seed={} in {:.0} s virtual (+{:.0} s to exact state), {:.1} s wall, {} events",
+        sim.config().chord.successors,
+        args.seed,
+        built.as_secs_f64(),
+        settled.as_secs_f64(),
+        wall.elapsed().as_secs_f64(),
+        sim.counters().events
+    );
+    let mut rows = vec![(
+        "stable".to_string(),
+        scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2)),
+    )];
+    let faulty = NetConfig {
+        loss: args.loss,
+        reorder: args.reorder,
+        ..sim.config().net.clone()
+    };
+
+    if let Some(p) = args.fail {
+        sim.set_net(faulty.clone());
+        let crashed = sim.crash_fraction(p);
+        // Lookups start at once, while the ring repairs itself.
+        let during = scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2));
+        rows.push((format!("{crashed} crashed, during repair"), during));
+        let t = settle(&mut sim)?;
+        let after = scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2));
+        rows.push((format!("after repair ({:.0} s)", t.as_secs_f64()), after));
+    }
+
+    if let Some(rate) = args.churn {
+        sim.set_net(faulty.clone());
+        let interval = sim.config().chord.stabilize_interval;
+        let spec = Churn {
+            rate,
+            leave_share: args.leave_share,
+            lookups_per_interval: (n as f64 / 10.0).max(10.0),
+            duration: interval * args.duration as u32,
+        };
+        let during = scenario::churn(&mut sim, &spec);
+        rows.push((format!("churn {rate}/interval"), during));
+        let t = settle(&mut sim)?;
+        let after = scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2));
+        rows.push((format!("after churn ({:.0} s)", t.as_secs_f64()), after));
+    }
+
+    if let Some(events) = args.events {
+        sim.set_net(faulty.clone());
+        let ops = args.ops.unwrap_or(n as f64 / 20.0);
+        let wall = Instant::now();
+        let start = sim.counters().clone();
+        let during = scenario::random_run(&mut sim, events, ops);
+        let c = sim.counters();
+        println!(
+            "random run: {} events, {} oracle checks, {} violations, {} joins, {} leaves, {} crashes in {:.1} s virtual, {:.2} s wall",
+            c.events - start.events,
+            c.checks - start.checks,
+            c.violations - start.violations,
+            c.joins - start.joins,
+            c.leaves - start.leaves,
+            c.crashes - start.crashes,
+            sim.now().as_secs_f64(),
+            wall.elapsed().as_secs_f64()
+        );
+        rows.push((format!("random run ({ops} ops/interval)"), during));
+        let t = settle(&mut sim)?;
+        let after = scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2));
+        rows.push((
+            format!("after random run ({:.0} s)", t.as_secs_f64()),
+            after,
+        ));
+    }
+
+    let half = 0.5 * (sim.member_count() as f64).log2();
+    println!();
+    println!("| phase | lookups | mean path | p1 | p99 | ½·log2 N | failed | wrong | timeouts |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (phase, s) in &rows {
+        println!(
+            "| {phase} | {} | {:.3} | {} | {} | {half:.2} | {} | {} | {} |",
+            s.finished(),
+            s.mean_hops(),
+            pct(s, 1.0),
+            pct(s, 99.0),
+            s.failed,
+            s.wrong,
+            s.timeouts
+        );
+    }
+    let c = sim.counters();
+    println!();
+    println!(
+        "{} events, {} messages ({} lost, {} to departed nodes, {} late), {} oracle checks, {} violations; {:.1} s wall",
+        c.events, c.messages, c.lost, c.undeliverable, c.late, c.checks, c.violations,
+        wall.elapsed().as_secs_f64()
+    );
+    println!("summary fingerprint {:016x}", sim.fingerprint());
+    report_violations(&sim)
+}
+
+fn config(args: &Args, n: usize) -> SimConfig {
+    let r = args
+        .successors
+        .unwrap_or_else(|| ((2.0 * (n as f64).log2()).round() as usize).max(4));
+    let mut cfg = SimConfig::new(args.seed, r);
+    cfg.check_every = args.check_every.unwrap_or(if n <= 2000 { 1 } else { 100 });
+    cfg.net.loss = args.loss;
+    cfg.net.reorder = args.reorder;
+    cfg
+}
+
+/// Grows the ring to `n` and settles it; returns (growth time, settle time), virtual.
+fn build(sim: &mut Sim, args: &Args, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let built = scenario::grow(sim, n, args.growth, Duration::from_secs(3600));
+    let settled = settle(sim)?;
+    Ok((built, settled))
+}
+
+fn settle(sim: &mut Sim) -> anyhow::Result<Duration> {
+    match scenario::settle(sim, Duration::from_secs(600)) {
+        Some(t) => Ok(t),
+        None => {
+            let (wrong, notes) = sim.exact_mismatches(true);
+            anyhow::bail!("did not reach the exact state in 600 s: {wrong} wrong, e.g. {notes:?}")
+        }
+    }
+}
+
+fn pct(s: &LookupStats, p: f64) -> String {
+    s.percentile(p).map_or("-".into(), |v| v.to_string())
+}
+
+fn report_violations(sim: &Sim) -> anyhow::Result<()> {
+    if sim.counters().violations > 0 {
+        for v in sim.violations() {
+            eprintln!("violation: {v}");
+        }
+        anyhow::bail!("{} invariant violations", sim.counters().violations);
+    }
+    Ok(())
+}
