@@ -70,8 +70,8 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(max) = args.sweep {
-        println!("| N | r | lookups | mean path | p1 | p99 | ½·log2 N | mean/½·log2 N | failed | wrong | build+settle (virtual) | wall |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("| N | r | lookups | mean path | p1 | p99 | ½·log2 N | mean/½·log2 N | paper's routing, same ring | failed | wrong | build+settle (virtual) | wall |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for exp in 4..=max {
             let n = 1usize << exp;
             let wall = Instant::now();
@@ -79,14 +79,18 @@ fn main() -> anyhow::Result<()> {
             let (built, settled) = build(&mut sim, &args, n)?;
             let stats = scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2));
             let half = 0.5 * (n as f64).log2();
+            let paper = scenario::paper_path_lengths(&mut sim, args.lookups);
             println!(
-                "| {n} | {} | {} | {:.3} | {} | {} | {half:.2} | {:.3} | {} | {} | {:.0} s + {:.0} s | {:.1} s |",
+                "| {n} | {} | {} | {:.3} | {} | {} | {half:.2} | {:.3} | {:.3} ({}/{}) | {} | {} | {:.0} s + {:.0} s | {:.1} s |",
                 sim.config().chord.successors,
                 stats.finished(),
                 stats.mean_hops(),
                 pct(&stats, 1.0),
                 pct(&stats, 99.0),
                 stats.mean_hops() / half,
+                paper.mean_hops(),
+                pct(&paper, 1.0),
+                pct(&paper, 99.0),
                 stats.failed,
                 stats.wrong,
                 built.as_secs_f64(),

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::chord::{Id, M};
+
 use super::stats::LookupStats;
 use super::world::{NetConfig, Op, Sim};
 
@@ -166,4 +168,39 @@ fn poisson_times(sim: &mut Sim, per_second: f64, duration: Duration) -> Vec<Dura
         }
         out.push(Duration::from_secs_f64(t));
     }
+}
+
+/// Path lengths of the Chord paper's own routing (`find_predecessor` over finger tables only,
+/// SIGCOMM 2001 Fig. 4) on the current members with ideal fingers, for `count` random lookups.
+/// A yardstick beside the core's measured paths: the core also routes through its successor
+/// list and its predecessor, which the paper's pseudo-code does not.
+pub fn paper_path_lengths(sim: &mut Sim, count: usize) -> LookupStats {
+    let ring: Vec<Id> = sim.nodes().filter(|(a, _)| sim.is_member(*a)).map(|(_, n)| n.id()).collect();
+    let mut ring = ring;
+    ring.sort();
+    let mut stats = LookupStats::default();
+    if ring.is_empty() {
+        return stats;
+    }
+    let successor = |key: &Id| ring[ring.partition_point(|id| id < key) % ring.len()];
+    for _ in 0..count {
+        let mut at = ring[sim.rng().gen_range(0..ring.len())];
+        let key = Id(sim.rng().gen());
+        let mut hops = 0;
+        while !key.in_half_open(&at, &successor(&at.finger_start(0))) {
+            let next = (0..M)
+                .rev()
+                .map(|i| successor(&at.finger_start(i)))
+                .find(|f| f.in_open(&at, &key));
+            match next {
+                Some(f) => at = f,
+                None => break,
+            }
+            hops += 1;
+        }
+        stats.started += 1;
+        stats.ok += 1;
+        stats.hops.push(hops);
+    }
+    stats
 }

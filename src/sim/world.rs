@@ -456,7 +456,8 @@ impl Sim {
         self.nodes.get_mut(addr.0 as usize).and_then(Option::as_mut)
     }
 
-    pub(super) fn is_member(&self, addr: Addr) -> bool {
+    /// Whether `addr` is a live node that founded the ring or completed its join.
+    pub fn is_member(&self, addr: Addr) -> bool {
         self.member_pos
             .get(addr.0 as usize)
             .is_some_and(|&p| p != NOT_MEMBER)
