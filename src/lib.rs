@@ -1,9 +1,13 @@
 //! chord-p2p: a peer-to-peer node on a Chord ring, over rust-libp2p.
 //!
 //! - [`chord`]: the sans-IO protocol core (ids, routing, lookups, stabilization). No I/O.
-//! - [`net`]: libp2p: addresses, the wire protocol, the swarm, the one-shot [`net::Client`].
+//! - [`net`]: libp2p: addresses, the wire protocol, the swarm, dialing.
 //! - [`node`]: a running node ([`node::Node`]) and its async API ([`node::NodeHandle`]).
+//! - [`files`]: files on the ring: store, transfer streams, replication and repair.
+//! - [`client`]: a one-shot client that asks the ring without joining it.
 pub mod chord;
+pub mod client;
+pub mod files;
 pub mod net;
 pub mod node;
 /// A deterministic discrete-event simulator driving the same Chord core at 10^4 nodes.

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use chord_p2p::chord::{Id, Request};
-use chord_p2p::net::{peer_ref, Client, WireRequest, WireResponse};
+use chord_p2p::client::Client;
+use chord_p2p::net::{peer_ref, WireRequest, WireResponse};
 use common::*;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, StreamProtocol};
@@ -64,7 +65,7 @@ async fn malformed_oversized_and_forged_requests_are_refused_and_the_node_goes_o
     driver.abort();
 
     // Well-formed CBOR that lies: a Notify for a node whose id does not match its peer id.
-    let mut client = Client::new(Duration::from_secs(5)).expect("client");
+    let client = Client::new(Duration::from_secs(5)).await.expect("client");
     let mut forged = peer_ref(libp2p::PeerId::random(), vec![]);
     forged.id = Id::hash(b"a place I chose");
     let answer = client
@@ -81,7 +82,7 @@ async fn malformed_oversized_and_forged_requests_are_refused_and_the_node_goes_o
     assert_eq!(report.node.id, a.id());
     let key = Id::hash(b"still-here");
     let found = client
-        .lookup(a.me().clone(), key)
+        .lookup(a.me(), key)
         .await
         .expect("lookup after abuse");
     let mut ids = vec![a.id(), b.id()];

@@ -273,6 +273,13 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         self.start_lookup(now, lookup, Purpose::User)
     }
 
+    /// Starts a lookup that asks `start` first instead of consulting this node's own table: for
+    /// clients that are not ring members, and for asking a particular ring.
+    pub fn lookup_from(&mut self, now: Instant, key: Id, start: NodeRef<A>) -> LookupId {
+        let lookup = Lookup::new(key, vec![start], 0).verify_owner(self.config.verify_owner);
+        self.start_lookup(now, lookup, Purpose::User)
+    }
+
     /// Informed leave: tells predecessor and successor, so they relink at once. Handing over
     /// data is the driver's job and comes first.
     pub fn leave(&mut self, now: Instant) {

@@ -55,6 +55,14 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub rpc_timeout: Duration,
 
+    /// Copies of each file on the ring: the owner's and R-1 on its next successors.
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replicas: u16,
+
+    /// How often files are re-replicated, handed off and checked (and after ring changes).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub repair_interval: Duration,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -84,6 +92,38 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Put a local file on the ring (stored at successor(SHA-1(name)) and its replicas).
+    Put {
+        /// The local file to upload.
+        file: PathBuf,
+        /// The name on the ring (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Get a file from the ring, verified by its hash (an interrupted get resumes).
+    Get {
+        /// The name on the ring.
+        name: String,
+        /// Where to write it (default: the name's last component, in the current directory).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the files one node holds.
+    Ls {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove every copy of a file (only its uploader may).
+    Rm {
+        /// The name on the ring.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +135,11 @@ pub struct ClientArgs {
     /// How long to wait for each connection and answer.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Identity file of this client (created if missing). Files belong to whoever put them,
+    /// so keep it to replace or remove your files later. Default: in the per-user config dir.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

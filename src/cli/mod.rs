@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chord_p2p::chord::{self, Id};
-use chord_p2p::net::{self, parse_target, Client};
+use chord_p2p::client::Client;
+use chord_p2p::files::names::local_path;
+use chord_p2p::files::FilesConfig;
+use chord_p2p::net::{self, parse_target};
 use chord_p2p::node::{Node, NodeConfig};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
@@ -29,25 +32,148 @@ pub fn emit(line: impl std::fmt::Display) {
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let json = cli.node.output.json;
     match cli.command {
-        Some(Command::Lookup { name, client }) => {
-            lookup(&name, &client, cli.node.output.json).await
-        }
-        Some(Command::Status { client }) => status(&client, cli.node.output.json).await,
+        Some(Command::Lookup { name, client }) => lookup(&name, &client, json).await,
+        Some(Command::Status { client }) => status(&client, json).await,
+        Some(Command::Put { file, name, client }) => put(&file, name, &client, json).await,
+        Some(Command::Get {
+            name,
+            output,
+            client,
+        }) => get(&name, output, &client, json).await,
+        Some(Command::Ls { client }) => ls(&client, json).await,
+        Some(Command::Rm { name, client }) => rm(&name, &client, json).await,
         None => run_node(cli.ip.zip(cli.port), cli.node).await,
     }
 }
 
 async fn connect(args: &ClientArgs) -> Result<(Client, net::PeerRef)> {
     let target = parse_target(&args.peer)?;
-    let mut client = Client::new(args.timeout)?;
+    let identity = match args.identity.clone().or_else(Client::default_identity_path) {
+        Some(path) => Client::load_identity(&path)?,
+        None => libp2p::identity::Keypair::generate_ed25519(),
+    };
+    let client = Client::with_identity(identity, args.timeout).await?;
     let entry = client.connect(target).await?;
     Ok((client, entry))
 }
 
+/// A progress bar on stderr when a person is watching; nothing otherwise.
+pub fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Runs a transfer with a progress bar (when stderr is a terminal).
+async fn with_progress<T, F>(total: u64, run: impl FnOnce(Box<dyn Fn(u64) + Send + Sync>) -> F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let bar = progress_bar(total);
+    let shown = bar.clone();
+    let result = run(Box::new(move |done| {
+        if let Some(bar) = &shown {
+            bar.set_position(done);
+        }
+    }))
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// The name a local file is put under by default: its own file name.
+pub fn default_name(file: &std::path::Path) -> Result<String> {
+    file.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .with_context(|| format!("{} has no file name; pass a name", file.display()))
+}
+
+/// Where a get writes: the given path, or the name's last component here.
+pub fn output_path(name: &str, output: Option<PathBuf>) -> Result<PathBuf> {
+    match output {
+        Some(path) => Ok(path),
+        None => Ok(local_path(std::path::Path::new("."), name)?),
+    }
+}
+
+async fn put(
+    file: &std::path::Path,
+    name: Option<String>,
+    args: &ClientArgs,
+    json: bool,
+) -> Result<()> {
+    let name = match name {
+        Some(name) => name,
+        None => default_name(file)?,
+    };
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let (client, entry) = connect(args).await?;
+    let report = with_progress(size, |tick| async move {
+        client.put(&entry, file, &name, Some(&*tick)).await
+    })
+    .await?;
+    emit(if json {
+        output::put_json(&report).to_string()
+    } else {
+        output::put_text(&report)
+    });
+    Ok(())
+}
+
+async fn get(name: &str, output: Option<PathBuf>, args: &ClientArgs, json: bool) -> Result<()> {
+    let out = output_path(name, output)?;
+    let (client, entry) = connect(args).await?;
+    let report = with_progress(0, |tick| async move {
+        client.get(&entry, name, &out, Some(&*tick)).await
+    })
+    .await?;
+    emit(if json {
+        output::get_json(&report).to_string()
+    } else {
+        output::get_text(&report)
+    });
+    Ok(())
+}
+
+async fn ls(args: &ClientArgs, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let files = client.list(&entry).await?;
+    emit(if json {
+        output::files_json(&files).to_string()
+    } else {
+        output::files_text(&files)
+    });
+    Ok(())
+}
+
+async fn rm(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let copies = client.remove(&entry, name).await?;
+    emit(if json {
+        json!({"name": name, "removed": copies}).to_string()
+    } else {
+        format!("removed {name}: {copies} copies deleted")
+    });
+    Ok(())
+}
+
 async fn lookup(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
-    let (mut client, entry) = connect(args).await?;
-    let result = client.lookup(entry, Id::hash(name.as_bytes())).await?;
+    let (client, entry) = connect(args).await?;
+    let result = client.lookup(&entry, Id::hash(name.as_bytes())).await?;
     if json {
         emit(output::lookup_json(name, &result));
     } else {
@@ -57,7 +183,7 @@ async fn lookup(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
 }
 
 async fn status(args: &ClientArgs, json: bool) -> Result<()> {
-    let (mut client, entry) = connect(args).await?;
+    let (client, entry) = connect(args).await?;
     let report = client.status(&entry).await?;
     if json {
         emit(output::status_json(&report));
@@ -120,6 +246,11 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
             rpc_timeout: args.rpc_timeout,
             ..chord::Config::default()
         },
+        files: Some(FilesConfig {
+            replicas: args.replicas.into(),
+            repair_interval: args.repair_interval,
+            ..FilesConfig::default()
+        }),
         ..NodeConfig::default()
     };
     let target = args.join.as_deref().map(parse_target).transpose()?;
@@ -146,7 +277,10 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
 
     let left = if shell::wanted() {
         let runtime = tokio::runtime::Handle::current();
-        let shell_handle = handle.clone();
+        let shell_handle = shell::ShellNode {
+            handle: handle.clone(),
+            files: node.files().cloned(),
+        };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let exit = shell::run(shell_handle, runtime, json);

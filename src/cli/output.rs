@@ -1,6 +1,8 @@
 //! What the CLI prints: text for people, one JSON object per line for scripts.
 
 use chord_p2p::chord::{Id, LookupResult};
+use chord_p2p::files::store::hash_hex;
+use chord_p2p::files::{FileMeta, GetReport, PutReport, Role};
 use chord_p2p::net::{Contact, PeerRef, StatusReport};
 use serde_json::{json, Value};
 
@@ -112,4 +114,88 @@ pub fn status_text(report: &StatusReport) -> String {
         successors_text(report),
         fingers_text(report)
     )
+}
+
+pub fn put_json(r: &PutReport) -> Value {
+    json!({
+        "name": r.name,
+        "key": r.key.to_hex(),
+        "size": r.size,
+        "hash": hash_hex(&r.hash),
+        "owner": node_json(&r.owner),
+        "replicas": r.replicas,
+    })
+}
+
+pub fn put_text(r: &PutReport) -> String {
+    format!(
+        "stored {} ({} bytes) at {}; {} copies\n  hash {}",
+        r.name,
+        r.size,
+        r.owner.addr.peer_id,
+        r.replicas,
+        hash_hex(&r.hash)
+    )
+}
+
+pub fn get_json(r: &GetReport) -> Value {
+    json!({
+        "name": r.name,
+        "size": r.size,
+        "hash": hash_hex(&r.hash),
+        "path": r.path.display().to_string(),
+        "from": node_json(&r.from),
+    })
+}
+
+pub fn get_text(r: &GetReport) -> String {
+    format!(
+        "got {} ({} bytes, verified) from {} into {}",
+        r.name,
+        r.size,
+        r.from.addr.peer_id,
+        r.path.display()
+    )
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Replica => "replica",
+    }
+}
+
+pub fn files_json(files: &[FileMeta]) -> Value {
+    let files: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "key": f.key.to_hex(),
+                "size": f.size,
+                "hash": hash_hex(&f.hash),
+                "role": role_text(f.role),
+            })
+        })
+        .collect();
+    json!({ "files": files })
+}
+
+pub fn files_text(files: &[FileMeta]) -> String {
+    if files.is_empty() {
+        return "(no files)".into();
+    }
+    files
+        .iter()
+        .map(|f| {
+            format!(
+                "  {:<8} {:>12}  {}  {}",
+                role_text(f.role),
+                f.size,
+                short(&f.key),
+                f.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

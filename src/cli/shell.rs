@@ -3,11 +3,18 @@
 use std::io::IsTerminal;
 
 use chord_p2p::chord::Id;
+use chord_p2p::files::{ops, Files};
 use chord_p2p::net::parse_target;
 use chord_p2p::node::NodeHandle;
 use rustyline::error::ReadlineError;
 
-use super::output;
+use super::{default_name, output, output_path, with_progress};
+
+/// What the shell works on.
+pub struct ShellNode {
+    pub handle: NodeHandle,
+    pub files: Option<Files>,
+}
 
 const HELP: &str = "commands:
   join ADDR      join the ring of ADDR (multiaddr, IP:PORT or host:PORT)
@@ -16,6 +23,10 @@ const HELP: &str = "commands:
   status         predecessor, successors and fingers of this node
   successors     this node's successor list
   fingers        this node's finger table
+  put FILE [NAME]  put a local file on the ring (default name: the file's name)
+  get NAME [OUT]   get a file from the ring (default: the name's last part, here)
+  files          the files this node holds
+  rm NAME        remove every copy of a file you put
   help           this text
   quit           leave the ring and exit (also Ctrl-D, Ctrl-C)";
 
@@ -33,7 +44,8 @@ pub enum Exit {
 }
 
 /// Runs the shell until the user quits. Blocking: call it on a thread of its own.
-pub fn run(node: NodeHandle, runtime: tokio::runtime::Handle, json: bool) -> Exit {
+pub fn run(shell: ShellNode, runtime: tokio::runtime::Handle, json: bool) -> Exit {
+    let node = shell.handle.clone();
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,
         Err(e) => {
@@ -97,7 +109,79 @@ pub fn run(node: NodeHandle, runtime: tokio::runtime::Handle, json: bool) -> Exi
                 },
                 Err(e) => eprintln!("error: {e}"),
             },
+            ("put" | "get" | "files" | "rm", _) => match &shell.files {
+                Some(files) => {
+                    if let Err(e) = runtime.block_on(file_command(files, command, &rest, json)) {
+                        eprintln!("error: {e:#}");
+                    }
+                }
+                None => eprintln!("error: this node keeps no files"),
+            },
             _ => println!("unknown command '{line}'\n{HELP}"),
         }
     }
+}
+
+async fn file_command(
+    files: &Files,
+    command: &str,
+    args: &[&str],
+    json: bool,
+) -> anyhow::Result<()> {
+    let access = files.access();
+    match (command, args) {
+        ("put", [file, rest @ ..]) => {
+            let path = std::path::Path::new(file);
+            let name = if rest.is_empty() {
+                default_name(path)?
+            } else {
+                rest.join(" ")
+            };
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let access = &access;
+            let name = &name;
+            let report = with_progress(size, |tick| async move {
+                ops::upload(access, path, name, Some(&*tick)).await
+            })
+            .await?;
+            println!(
+                "{}",
+                if json {
+                    output::put_json(&report).to_string()
+                } else {
+                    output::put_text(&report)
+                }
+            );
+        }
+        ("get", [name]) | ("get", [name, _]) => {
+            let out = output_path(name, args.get(1).map(std::path::PathBuf::from))?;
+            let report = ops::download(&access, name, &out, None).await?;
+            println!(
+                "{}",
+                if json {
+                    output::get_json(&report).to_string()
+                } else {
+                    output::get_text(&report)
+                }
+            );
+        }
+        ("files", []) => {
+            let list = files.list();
+            println!(
+                "{}",
+                if json {
+                    output::files_json(&list).to_string()
+                } else {
+                    output::files_text(&list)
+                }
+            );
+        }
+        ("rm", [_, ..]) => {
+            let name = args.join(" ");
+            let copies = ops::remove(&access, &name).await?;
+            println!("removed {name}: {copies} copies deleted");
+        }
+        _ => println!("{HELP}"),
+    }
+    Ok(())
 }

@@ -1,14 +1,12 @@
-//! The libp2p layer: addresses, the wire protocol, swarm construction, dialing, and the one-shot
-//! client. It carries the Chord core's messages and decides nothing about the ring.
+//! The libp2p layer: addresses, the wire protocol, swarm construction and dialing. It carries
+//! the Chord core's messages and decides nothing about the ring.
 
 pub mod address;
-pub mod client;
 pub mod dial;
 pub mod protocol;
 pub mod swarm;
 
 pub use address::{parse_target, quic_and_tcp, with_peer, AddressError, Target};
-pub use client::{Client, ClientError};
 pub use protocol::{
     node_id, peer_ref, Contact, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse,
 };

@@ -8,6 +8,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
 use crate::chord::{Id, NodeRef, Request, Response, M, MAX_LIST};
+use crate::files::store::{FileMeta, Hash};
 
 pub const CHORD_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/1.0.0");
 /// Largest request accepted: Chord requests are small; anything bigger is hostile.
@@ -46,6 +47,21 @@ pub enum WireRequest {
     Chord(Request<Contact>),
     /// The node's whole routing state, for `status` and tests.
     Status,
+    /// File bookkeeping; the bytes themselves travel over `/chord-p2p/transfer/1.0.0` streams.
+    Files(FileRequest),
+}
+
+/// Small file operations that fit in one request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum FileRequest {
+    /// What does this node hold?
+    List,
+    /// Delete every copy of a file. Only its uploader may ask, and only its owner acts on it.
+    Remove { name: String },
+    /// The owner tells a replica holder to drop its copy (after a remove).
+    Drop { key: Id },
+    /// An owner tells a successor which files it should hold: (key, content hash).
+    Inventory { entries: Vec<(Id, Hash)> },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,7 +70,27 @@ pub enum WireResponse {
     Status(StatusReport),
     /// The request was understood but refused; the text says why.
     Error(String),
+    Files(FileResponse),
 }
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum FileResponse {
+    List(Vec<FileMeta>),
+    /// How many copies were deleted.
+    Removed {
+        copies: u32,
+    },
+    Dropped,
+    /// Of an inventory: keys this node lacks (or holds in another version), and keys that were
+    /// removed by their uploader and must not be restored.
+    Inventory {
+        missing: Vec<Id>,
+        removed: Vec<Id>,
+    },
+}
+
+/// Most inventory entries one request carries (well inside the request size limit).
+pub const MAX_INVENTORY: usize = 512;
 
 /// A node's routing state. `fingers[i]` is successor(id + 2^i) as the node knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,8 @@ pub type ChordRpc = cbor::Behaviour<WireRequest, WireResponse>;
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub chord: ChordRpc,
+    /// File data: one stream per transfer (`/chord-p2p/transfer/1.0.0`).
+    pub stream: libp2p_stream::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
 }
@@ -40,6 +42,7 @@ fn behaviour(key: &Keypair, config: &NetConfig) -> Behaviour {
     let rpc = request_response::Config::default().with_request_timeout(config.request_timeout);
     Behaviour {
         chord: ChordRpc::with_codec(codec, [(CHORD_PROTOCOL, support)], rpc),
+        stream: libp2p_stream::Behaviour::new(),
         identify: identify::Behaviour::new(identify::Config::new(
             "/chord-p2p/1.0.0".into(),
             key.public(),

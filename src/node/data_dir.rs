@@ -48,7 +48,12 @@ impl DataDir {
 
     /// The node's Ed25519 identity, created on first use.
     pub fn identity(&self) -> Result<Keypair, NodeError> {
-        let file = self.path.join(IDENTITY_FILE);
+        DataDir::identity_at(&self.path.join(IDENTITY_FILE))
+    }
+
+    /// The identity kept in `file`, created on first use.
+    pub fn identity_at(file: &Path) -> Result<Keypair, NodeError> {
+        let file = file.to_path_buf();
         let error = |reason: String| NodeError::DataDir {
             path: file.display().to_string(),
             reason,

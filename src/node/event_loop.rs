@@ -1,14 +1,20 @@
-//! The node's event loop: carries the Chord core's messages over libp2p and answers handles.
+//! The node's event loop: carries the Chord core's messages over libp2p, answers handles, and
+//! hands file requests to the file service.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{Swarm, SwarmEvent};
+use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DataDir, NodeError};
+use super::{DataDir, NodeError, Service};
 use crate::chord::{ChordNode, Event, Id, LookupId, LookupResult, Phase, RequestId};
 use crate::net::dial::{dial_error_text, strip_peer, Dialing};
 use crate::net::protocol::{check_request, check_response};
@@ -19,42 +25,63 @@ use crate::net::{
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 pub(super) enum Command {
-    Join {
+    /// Dial a user-given address and learn who answers.
+    Resolve {
         target: Target,
         reply: Reply<PeerRef>,
     },
+    Join {
+        via: PeerRef,
+        reply: Reply<PeerRef>,
+    },
+    /// A lookup from this node's table, or starting at `via` (for clients).
     Lookup {
         key: Id,
+        via: Option<PeerRef>,
         reply: Reply<LookupResult<Contact>>,
     },
     Status {
         reply: oneshot::Sender<StatusReport>,
     },
     Leave {
-        reply: oneshot::Sender<Result<(), NodeError>>,
+        reply: Reply<()>,
+    },
+    /// Make sure a connection to the peer exists (streams need one).
+    Connect {
+        peer: PeerRef,
+        reply: Reply<()>,
+    },
+    Request {
+        to: PeerRef,
+        request: WireRequest,
+        reply: Reply<WireResponse>,
     },
 }
 
-enum JoinState {
-    /// Connecting to the member we join through, to learn its peer id.
-    Dialing {
-        dialing: Dialing,
-        deadline: Instant,
-        reply: Reply<PeerRef>,
-    },
-    /// The core is joining.
-    Joining { reply: Reply<PeerRef> },
+struct Resolving {
+    dialing: Dialing,
+    deadline: Instant,
+    reply: Reply<PeerRef>,
 }
+
+type PendingReply = BoxFuture<'static, (ResponseChannel<WireResponse>, WireResponse)>;
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     core: ChordNode<Contact>,
     commands: mpsc::Receiver<Command>,
+    service: Option<Arc<dyn Service>>,
     /// libp2p's request ids → the core's.
     requests: HashMap<OutboundRequestId, RequestId>,
+    /// Requests made through the handle.
+    user_requests: HashMap<OutboundRequestId, Reply<WireResponse>>,
     lookups: HashMap<LookupId, Reply<LookupResult<Contact>>>,
-    join: Option<JoinState>,
-    leaving: Vec<oneshot::Sender<Result<(), NodeError>>>,
+    resolving: Vec<Resolving>,
+    connecting: HashMap<PeerId, Vec<Reply<()>>>,
+    join: Option<Reply<PeerRef>>,
+    leaving: Vec<Reply<()>>,
+    /// Answers the file service is still working on.
+    replies: FuturesUnordered<PendingReply>,
     /// Held for the node's lifetime: the lock on the data directory.
     _data_dir: Option<DataDir>,
 }
@@ -64,16 +91,22 @@ impl EventLoop {
         swarm: Swarm<Behaviour>,
         core: ChordNode<Contact>,
         commands: mpsc::Receiver<Command>,
+        service: Option<Arc<dyn Service>>,
         data_dir: Option<DataDir>,
     ) -> Self {
         EventLoop {
             swarm,
             core,
             commands,
+            service,
             requests: HashMap::new(),
+            user_requests: HashMap::new(),
             lookups: HashMap::new(),
+            resolving: Vec::new(),
+            connecting: HashMap::new(),
             join: None,
             leaving: Vec::new(),
+            replies: FuturesUnordered::new(),
             _data_dir: data_dir,
         }
     }
@@ -90,6 +123,9 @@ impl EventLoop {
                     }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some((channel, response)) = self.replies.next(), if !self.replies.is_empty() => {
+                    let _ = self.swarm.behaviour_mut().chord.send_response(channel, response);
+                }
                 _ = tokio::time::sleep_until(wake.into()) => self.on_timer(),
             }
             self.flush();
@@ -101,14 +137,11 @@ impl EventLoop {
 
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        let dial = match &self.join {
-            Some(JoinState::Dialing { deadline, .. }) => Some(*deadline),
-            _ => None,
-        };
+        let dials = self.resolving.iter().map(|r| r.deadline);
         self.core
             .poll_timeout()
             .into_iter()
-            .chain(dial)
+            .chain(dials)
             .min()
             .unwrap_or(far)
     }
@@ -116,44 +149,50 @@ impl EventLoop {
     fn on_timer(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
-        if let Some(JoinState::Dialing { deadline, .. }) = &self.join {
-            if *deadline <= now {
-                if let Some(JoinState::Dialing {
-                    mut dialing, reply, ..
-                }) = self.join.take()
-                {
-                    let _ = reply.send(Err(dialing.timed_out().into()));
-                }
-            }
+        let (expired, waiting): (Vec<_>, Vec<_>) =
+            self.resolving.drain(..).partition(|r| r.deadline <= now);
+        self.resolving = waiting;
+        for mut r in expired {
+            let _ = r.reply.send(Err(r.dialing.timed_out().into()));
         }
     }
 
     fn on_command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Join { target, reply } => {
+            Command::Resolve { target, reply } => match Dialing::start(&mut self.swarm, target) {
+                Ok(dialing) => {
+                    let deadline = now + self.core.config().rpc_timeout * 2;
+                    self.resolving.push(Resolving {
+                        dialing,
+                        deadline,
+                        reply,
+                    });
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::Join { via, reply } => {
                 if self.join.is_some() {
                     let _ = reply.send(Err(NodeError::JoinInProgress));
-                } else if !self.core.can_join() {
-                    let _ = reply.send(Err(crate::chord::JoinError::AlreadyInRing.into()));
+                } else if via.addr.peer_id == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Err(NodeError::JoinSelf));
                 } else {
-                    match Dialing::start(&mut self.swarm, target) {
-                        Ok(dialing) => {
-                            let deadline = now + self.core.config().rpc_timeout * 2;
-                            self.join = Some(JoinState::Dialing {
-                                dialing,
-                                deadline,
-                                reply,
-                            });
-                        }
+                    tracing::info!(peer = %via.addr.peer_id, "joining");
+                    match self.core.join(now, via) {
+                        Ok(()) => self.join = Some(reply),
                         Err(e) => {
                             let _ = reply.send(Err(e.into()));
                         }
                     }
                 }
             }
-            Command::Lookup { key, reply } => {
-                let id = self.core.lookup(now, key);
+            Command::Lookup { key, via, reply } => {
+                let id = match via {
+                    Some(via) => self.core.lookup_from(now, key, via),
+                    None => self.core.lookup(now, key),
+                };
                 self.lookups.insert(id, reply);
             }
             Command::Status { reply } => {
@@ -166,6 +205,33 @@ impl EventLoop {
                     self.leaving.push(reply);
                     self.core.leave(now);
                 }
+            }
+            Command::Connect { peer, reply } => {
+                let id = peer.addr.peer_id;
+                if self.swarm.is_connected(&id) || id == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let opts = DialOpts::peer_id(id)
+                    .addresses(peer.addr.addrs.clone())
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                match self.swarm.dial(opts) {
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        self.connecting.entry(id).or_default().push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Connect(dial_error_text(&e))));
+                    }
+                }
+            }
+            Command::Request { to, request, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .chord
+                    .send_request_with_addresses(&to.addr.peer_id, request, to.addr.addrs.clone());
+                self.user_requests.insert(id, reply);
             }
         }
     }
@@ -194,37 +260,42 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                let Some(JoinState::Dialing { dialing, .. }) = &mut self.join else {
-                    return;
-                };
-                let Some(via) = dialing.on_established(connection_id, peer_id, &endpoint) else {
-                    return;
-                };
-                let Some(JoinState::Dialing { reply, .. }) = self.join.take() else {
-                    return;
-                };
-                if peer_id == *self.swarm.local_peer_id() {
-                    let _ = reply.send(Err(NodeError::JoinSelf));
-                    return;
+                for reply in self.connecting.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
                 }
-                tracing::info!(%peer_id, "joining through {}", via.addr.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
-                match self.core.join(now, via) {
-                    Ok(()) => self.join = Some(JoinState::Joining { reply }),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
+                let found = self.resolving.iter_mut().enumerate().find_map(|(i, r)| {
+                    r.dialing
+                        .on_established(connection_id, peer_id, &endpoint)
+                        .map(|node| (i, node))
+                });
+                if let Some((at, node)) = found {
+                    let r = self.resolving.remove(at);
+                    let _ = r.reply.send(Ok(node));
                 }
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
             } => {
-                if let Some(JoinState::Dialing { dialing, .. }) = &mut self.join {
-                    if let Some(e) = dialing.on_failed(connection_id, dial_error_text(&error)) {
-                        if let Some(JoinState::Dialing { reply, .. }) = self.join.take() {
-                            let _ = reply.send(Err(e.into()));
+                let text = dial_error_text(&error);
+                if let Some(peer) = peer_id {
+                    if !self.swarm.is_connected(&peer) {
+                        for reply in self.connecting.remove(&peer).unwrap_or_default() {
+                            let _ = reply.send(Err(NodeError::Connect(text.clone())));
                         }
+                    }
+                }
+                let mut i = 0;
+                while i < self.resolving.len() {
+                    if let Some(e) = self.resolving[i]
+                        .dialing
+                        .on_failed(connection_id, text.clone())
+                    {
+                        let r = self.resolving.remove(i);
+                        let _ = r.reply.send(Err(e.into()));
+                    } else {
+                        i += 1;
                     }
                 }
             }
@@ -254,19 +325,15 @@ impl EventLoop {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => {
-                    let response = self.answer(now, &peer, request);
-                    // The asker may be gone already; nothing to do then.
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .chord
-                        .send_response(channel, response);
-                }
+                } => self.answer(now, peer, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
                 } => {
+                    if let Some(reply) = self.user_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                        return;
+                    }
                     let Some(id) = self.requests.remove(&request_id) else {
                         return;
                     };
@@ -294,7 +361,9 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, "request failed: {error}");
-                if let Some(id) = self.requests.remove(&request_id) {
+                if let Some(reply) = self.user_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NodeError::Request(error.to_string())));
+                } else if let Some(id) = self.requests.remove(&request_id) {
                     self.core.handle_failure(now, id);
                 }
             }
@@ -309,19 +378,35 @@ impl EventLoop {
     fn answer(
         &mut self,
         now: Instant,
-        peer: &libp2p::PeerId,
+        peer: PeerId,
         request: WireRequest,
-    ) -> WireResponse {
-        match request {
+        channel: ResponseChannel<WireResponse>,
+    ) {
+        let response = match request {
             WireRequest::Status => WireResponse::Status(self.status()),
-            WireRequest::Chord(request) => match check_request(peer, &request) {
+            WireRequest::Chord(request) => match check_request(&peer, &request) {
                 Ok(()) => WireResponse::Chord(self.core.handle_request(now, request)),
                 Err(e) => {
                     tracing::warn!(%peer, "refused request: {e}");
                     WireResponse::Error(e.to_string())
                 }
             },
-        }
+            WireRequest::Files(request) => match &self.service {
+                Some(service) => {
+                    let answer = service.handle(peer, request);
+                    self.replies
+                        .push(Box::pin(async move { (channel, answer.await) }));
+                    return;
+                }
+                None => WireResponse::Error("this node keeps no files".into()),
+            },
+        };
+        // The asker may be gone already; nothing to do then.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .chord
+            .send_response(channel, response);
     }
 
     /// Sends what the core queued and acts on what it reported.
@@ -360,13 +445,13 @@ impl EventLoop {
             }
             Event::Joined { successor } => {
                 tracing::info!(successor = %successor.addr.peer_id, "joined the ring");
-                if let Some(JoinState::Joining { reply }) = self.join.take() {
+                if let Some(reply) = self.join.take() {
                     let _ = reply.send(Ok(successor));
                 }
             }
             Event::JoinFailed(error) => {
                 tracing::warn!("join failed: {error}");
-                if let Some(JoinState::Joining { reply }) = self.join.take() {
+                if let Some(reply) = self.join.take() {
                     let _ = reply.send(Err(error.into()));
                 }
             }
@@ -378,9 +463,15 @@ impl EventLoop {
             }
             Event::PredecessorChanged { new, .. } => {
                 tracing::debug!(predecessor = ?new.map(|n| n.addr.peer_id), "predecessor changed");
+                if let Some(service) = &self.service {
+                    service.ring_changed();
+                }
             }
             Event::SuccessorChanged { new, .. } => {
                 tracing::debug!(successor = %new.addr.peer_id, "successor changed");
+                if let Some(service) = &self.service {
+                    service.ring_changed();
+                }
             }
         }
     }

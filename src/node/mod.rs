@@ -1,12 +1,14 @@
 //! The running node: one event loop owns the swarm, the Chord core and the timers; a cloneable
-//! [`NodeHandle`] talks to it over a channel.
+//! [`NodeHandle`] talks to it over a channel. The file service sits beside it and uses the handle.
 
 mod data_dir;
 mod event_loop;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
@@ -17,19 +19,27 @@ use tokio::task::JoinHandle;
 pub use data_dir::DataDir;
 
 use crate::chord::{self, ChordNode, Id, JoinError, LookupError, LookupResult};
+use crate::files::{Files, FilesConfig};
+use crate::net::protocol::FileRequest;
 use crate::net::{
-    build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, StatusReport, Target,
+    build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, StatusReport,
+    Target, WireRequest, WireResponse,
 };
 use event_loop::{Command, EventLoop};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Addresses to listen on (port 0 picks a free port).
+    /// Addresses to listen on (port 0 picks a free port). None: a client that only dials out.
     pub listen: Vec<Multiaddr>,
-    /// Where the identity lives. `None`: a fresh identity kept in memory only.
+    /// Where the identity and the files live. `None`: a fresh identity in memory and files in
+    /// a temporary directory removed when the node stops.
     pub data_dir: Option<PathBuf>,
+    /// Use this identity instead of the data dir's (one-shot clients keep theirs elsewhere).
+    pub identity: Option<Keypair>,
     pub chord: chord::Config,
+    /// Whether this node stores files (ring members do; one-shot clients do not).
+    pub files: Option<FilesConfig>,
     /// How long an unused connection stays open.
     pub idle_timeout: Duration,
 }
@@ -41,7 +51,9 @@ impl Default for NodeConfig {
                 .parse()
                 .expect("valid literal multiaddr")],
             data_dir: None,
+            identity: None,
             chord: chord::Config::default(),
+            files: Some(FilesConfig::default()),
             idle_timeout: Duration::from_secs(60),
         }
     }
@@ -57,6 +69,10 @@ pub enum NodeError {
     Listen { addr: String, reason: String },
     #[error(transparent)]
     Dial(#[from] crate::net::dial::DialError),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("request failed: {0}")]
+    Request(String),
     #[error("join failed: {0}")]
     Join(#[from] JoinError),
     #[error("that address is this node itself")]
@@ -65,89 +81,129 @@ pub enum NodeError {
     JoinInProgress,
     #[error("lookup failed: {0}")]
     Lookup(#[from] LookupError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
     #[error("the node has stopped")]
     Stopped,
 }
 
-/// A started node. Dropping it (and every handle) stops the node without an informed leave.
+/// What the event loop needs from the file service: answers to file requests, and a nudge
+/// whenever the node's neighbours change (keys may have to move).
+pub trait Service: Send + Sync + 'static {
+    fn handle(&self, from: PeerId, request: FileRequest) -> BoxFuture<'static, WireResponse>;
+    fn ring_changed(&self);
+}
+
+/// A started node. Dropping it stops everything at once, without an informed leave.
 pub struct Node {
     handle: NodeHandle,
     task: JoinHandle<()>,
+    /// The file service's tasks (transfer server, repair).
+    helpers: Vec<JoinHandle<()>>,
     me: PeerRef,
+    control: libp2p_stream::Control,
+    files: Option<Files>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.task.abort();
+        for helper in &self.helpers {
+            helper.abort();
+        }
+    }
 }
 
 impl Node {
-    /// Opens the data dir, listens, and spawns the event loop. Returns once every listen
-    /// address is bound, so the caller can print them.
+    /// Opens the data dir, listens, and spawns the event loop and the file service. Returns
+    /// once every listen address is bound, so the caller can print them.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let data_dir = config.data_dir.as_deref().map(DataDir::open).transpose()?;
-        let key = match &data_dir {
-            Some(dir) => dir.identity()?,
-            None => Keypair::generate_ed25519(),
+        let key = match (&config.identity, &data_dir) {
+            (Some(key), _) => key.clone(),
+            (None, Some(dir)) => dir.identity()?,
+            (None, None) => Keypair::generate_ed25519(),
         };
         let peer_id = key.public().to_peer_id();
         let net = NetConfig {
             request_timeout: config.chord.rpc_timeout,
             idle_timeout: config.idle_timeout,
-            serve: true,
+            serve: !config.listen.is_empty(),
         };
         let mut swarm = build_swarm(key, &net)?;
-        let mut listeners = Vec::new();
-        for addr in &config.listen {
-            let id = swarm
-                .listen_on(addr.clone())
-                .map_err(|e| NodeError::Listen {
-                    addr: addr.to_string(),
-                    reason: crate::net::dial::root_cause(&e),
-                })?;
-            listeners.push((id, addr.clone()));
-        }
-        // Wait until each listener reports an address: only then is the port known. Addresses
-        // are kept in the order the listeners were given, so output is stable (QUIC first).
-        let mut reported: Vec<Vec<Multiaddr>> = vec![Vec::new(); listeners.len()];
-        let mut waiting: Vec<_> = listeners.clone();
-        let deadline = tokio::time::sleep(Duration::from_secs(10));
-        tokio::pin!(deadline);
-        while !waiting.is_empty() {
-            tokio::select! {
-                _ = &mut deadline => {
-                    let addr = waiting.first().map(|w| w.1.to_string()).unwrap_or_default();
-                    return Err(NodeError::Listen { addr, reason: "no address reported in time".into() });
-                }
-                event = swarm.select_next_some() => match event {
-                    SwarmEvent::NewListenAddr { listener_id, address } => {
-                        waiting.retain(|(id, _)| *id != listener_id);
-                        if let Some(at) = listeners.iter().position(|(id, _)| *id == listener_id) {
-                            reported[at].push(address);
-                        }
-                    }
-                    SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
-                        let addr = listener_addr(&listeners, listener_id);
-                        let reason = match reason { Err(e) => e.to_string(), Ok(()) => "closed".into() };
-                        return Err(NodeError::Listen { addr, reason });
-                    }
-                    SwarmEvent::ListenerError { listener_id, error } => {
-                        let addr = listener_addr(&listeners, listener_id);
-                        return Err(NodeError::Listen { addr, reason: error.to_string() });
-                    }
-                    _ => {}
-                },
-            }
-        }
-        let me = peer_ref(peer_id, reported.concat());
+        let addrs = listen(&mut swarm, &config.listen).await?;
+        let me = peer_ref(peer_id, addrs);
         let core = ChordNode::new(me.clone(), config.chord.clone(), std::time::Instant::now());
-        let (tx, rx) = mpsc::channel(64);
-        let event_loop = EventLoop::new(swarm, core, rx, data_dir);
+        let (tx, rx) = mpsc::channel(256);
+        let handle = NodeHandle { tx };
+        let mut control = swarm.behaviour().stream.new_control();
+
+        let mut scratch = None;
+        let mut helpers = Vec::new();
+        let files = match &config.files {
+            None => None,
+            Some(files_config) => {
+                let dir = match &data_dir {
+                    Some(dir) => dir.path().join("files"),
+                    None => {
+                        let tmp = tempfile::tempdir().map_err(|e| NodeError::DataDir {
+                            path: std::env::temp_dir().display().to_string(),
+                            reason: e.to_string(),
+                        })?;
+                        let path = tmp.path().to_path_buf();
+                        scratch = Some(tmp);
+                        path
+                    }
+                };
+                let files = Files::open(
+                    &dir,
+                    handle.clone(),
+                    control.clone(),
+                    peer_id,
+                    files_config.clone(),
+                )
+                .map_err(|e| NodeError::DataDir {
+                    path: dir.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let incoming = control
+                    .accept(crate::files::transfer::TRANSFER_PROTOCOL)
+                    .map_err(|e| NodeError::DataDir {
+                        path: dir.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                helpers.push(tokio::spawn(files.clone().serve(incoming)));
+                helpers.push(tokio::spawn(files.clone().repair_loop()));
+                Some(files)
+            }
+        };
+        let service = files.clone().map(|f| Arc::new(f) as Arc<dyn Service>);
+        let event_loop = EventLoop::new(swarm, core, rx, service, data_dir);
         let task = tokio::spawn(event_loop.run());
         Ok(Node {
-            handle: NodeHandle { tx },
+            handle,
             task,
+            helpers,
             me,
+            control,
+            files,
+            _scratch: scratch,
         })
     }
 
     pub fn handle(&self) -> NodeHandle {
         self.handle.clone()
+    }
+
+    /// Opens transfer streams from this node.
+    pub fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
+    /// The file service (absent for one-shot clients).
+    pub fn files(&self) -> Option<&Files> {
+        self.files.as_ref()
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -173,34 +229,80 @@ impl Node {
             .collect()
     }
 
-    /// Informed leave, then the event loop ends.
-    pub async fn leave(self) -> Result<(), NodeError> {
+    /// Informed leave: files go to the successor first, then the neighbours are told, then
+    /// the node stops.
+    pub async fn leave(mut self) -> Result<(), NodeError> {
+        if let Some(files) = &self.files {
+            files.hand_off_all().await;
+        }
         let result = self.handle.leave().await;
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
         result
     }
 
     /// Stops the node at once, telling nobody: a crash, as far as the ring can tell.
-    pub async fn kill(self) {
+    pub async fn kill(mut self) {
         self.task.abort();
-        let _ = self.task.await;
-    }
-
-    /// Waits until the event loop ends (after a leave, or when every handle is gone).
-    pub async fn stopped(self) {
-        let _ = self.task.await;
+        for helper in &self.helpers {
+            helper.abort();
+        }
+        let _ = (&mut self.task).await;
     }
 }
 
-fn listener_addr(
-    listeners: &[(libp2p::core::transport::ListenerId, Multiaddr)],
-    id: libp2p::core::transport::ListenerId,
-) -> String {
-    listeners
-        .iter()
-        .find(|(l, _)| *l == id)
-        .map(|(_, a)| a.to_string())
-        .unwrap_or_default()
+/// Listens on every address and waits until each listener reports one: only then is the port
+/// known. Addresses keep the order of `listen`, so output is stable (QUIC first).
+async fn listen(
+    swarm: &mut libp2p::Swarm<crate::net::Behaviour>,
+    listen: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut listeners = Vec::new();
+    for addr in listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Listen {
+                addr: addr.to_string(),
+                reason: crate::net::dial::root_cause(&e),
+            })?;
+        listeners.push((id, addr.clone()));
+    }
+    let mut reported: Vec<Vec<Multiaddr>> = vec![Vec::new(); listeners.len()];
+    let mut waiting = listeners.len();
+    let addr_of = |id| {
+        listeners
+            .iter()
+            .find(|(l, _)| *l == id)
+            .map(|(_, a)| a.to_string())
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    while waiting > 0 {
+        tokio::select! {
+            _ = &mut deadline => {
+                return Err(NodeError::Listen { addr: listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "), reason: "no address reported in time".into() });
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    if let Some(at) = listeners.iter().position(|(id, _)| *id == listener_id) {
+                        if reported[at].is_empty() {
+                            waiting -= 1;
+                        }
+                        reported[at].push(address);
+                    }
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    let reason = match reason { Err(e) => e.to_string(), Ok(()) => "closed".into() };
+                    return Err(NodeError::Listen { addr: addr_of(listener_id), reason });
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    return Err(NodeError::Listen { addr: addr_of(listener_id), reason: error.to_string() });
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(reported.concat())
 }
 
 /// The async API of a running node. Cheap to clone.
@@ -222,22 +324,69 @@ impl NodeHandle {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
+    /// Dials a user-given address and returns the node that answered.
+    pub async fn resolve(&self, target: Target) -> Result<PeerRef, NodeError> {
+        self.call(|reply| Command::Resolve { target, reply })
+            .await?
+    }
+
     /// Joins the ring through any member. Returns this node's new successor.
     pub async fn join(&self, target: Target) -> Result<PeerRef, NodeError> {
-        self.call(|reply| Command::Join { target, reply }).await?
+        let via = self.resolve(target).await?;
+        self.call(|reply| Command::Join { via, reply }).await?
     }
 
     /// successor(key), found by an iterative lookup from this node.
     pub async fn lookup(&self, key: Id) -> Result<LookupResult<Contact>, NodeError> {
-        self.call(|reply| Command::Lookup { key, reply }).await?
+        self.call(|reply| Command::Lookup {
+            key,
+            via: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// successor(key), asking `via` first: how a node outside the ring looks things up.
+    pub async fn lookup_via(
+        &self,
+        via: PeerRef,
+        key: Id,
+    ) -> Result<LookupResult<Contact>, NodeError> {
+        self.call(|reply| Command::Lookup {
+            key,
+            via: Some(via),
+            reply,
+        })
+        .await?
     }
 
     pub async fn status(&self) -> Result<StatusReport, NodeError> {
         self.call(|reply| Command::Status { reply }).await
     }
 
-    /// Informed leave: neighbours relink at once; the node stops afterwards.
+    /// Informed leave of the ring (files are the caller's: see [`Node::leave`]).
     pub async fn leave(&self) -> Result<(), NodeError> {
         self.call(|reply| Command::Leave { reply }).await?
+    }
+
+    /// Connects to `peer` if not connected yet (file streams need a connection).
+    pub async fn connect(&self, peer: &PeerRef, limit: Duration) -> Result<(), NodeError> {
+        let peer = peer.clone();
+        match tokio::time::timeout(limit, self.call(|reply| Command::Connect { peer, reply })).await
+        {
+            Ok(result) => result?,
+            Err(_) => Err(NodeError::Timeout(limit)),
+        }
+    }
+
+    /// Sends one request to `to` and returns its answer.
+    pub async fn request(
+        &self,
+        to: &PeerRef,
+        request: WireRequest,
+    ) -> Result<WireResponse, NodeError> {
+        let to = to.clone();
+        self.call(|reply| Command::Request { to, request, reply })
+            .await?
     }
 }

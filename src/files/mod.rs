@@ -1,0 +1,39 @@
+//! Files on the ring: where they are stored ([`store`]), how their bytes move ([`transfer`]),
+//! which names are allowed ([`names`]), and the service that puts, gets, replicates, hands off
+//! and repairs them ([`Files`], [`ops`]).
+
+pub mod names;
+pub mod ops;
+mod service;
+pub mod store;
+pub mod transfer;
+
+use std::time::Duration;
+
+pub use ops::{Access, FilesError, GetReport, PutReport};
+pub use service::Files;
+pub use store::{FileMeta, Hash, Role};
+
+/// How a node keeps its files.
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    /// Copies of each file: the owner's and R-1 replicas on its next successors.
+    pub replicas: usize,
+    /// How often replication, hand-off and the integrity scrub run (also after ring changes).
+    pub repair_interval: Duration,
+    /// A replica its owner has not confirmed for this many rounds is handed back or dropped.
+    pub stale_rounds: u32,
+    /// Bound on connecting to a peer and on each control message of a transfer.
+    pub timeout: Duration,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            replicas: 3,
+            repair_interval: Duration::from_secs(5),
+            stale_rounds: 5,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Put, get and remove as a user sees them, for ring members and one-shot clients alike. An
+//! [`Access`] says how to reach the ring: from this node's own table, or through an entry node.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+use super::names::{check_name, NameError};
+use super::service::Files;
+use super::store::{unix_now, Hash, Role, StoreError};
+use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
+use crate::chord::{Id, LookupResult};
+use crate::net::protocol::{FileRequest, FileResponse};
+use crate::net::{Contact, PeerRef, WireRequest, WireResponse};
+use crate::node::{NodeError, NodeHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {path}: {reason}")]
+    Local { path: String, reason: String },
+    #[error("no copy of '{0}' could be found on the ring")]
+    NotFound(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot open a transfer stream to {peer}: {reason}")]
+    Stream { peer: String, reason: String },
+    #[error("{peer} answered out of protocol")]
+    Protocol { peer: String },
+}
+
+/// What a put did.
+#[derive(Clone, Debug)]
+pub struct PutReport {
+    pub name: String,
+    pub key: Id,
+    pub size: u64,
+    pub hash: Hash,
+    pub owner: PeerRef,
+    /// Copies that exist now (the owner's included).
+    pub replicas: u32,
+}
+
+/// What a get did.
+#[derive(Clone, Debug)]
+pub struct GetReport {
+    pub name: String,
+    pub size: u64,
+    pub hash: Hash,
+    pub path: PathBuf,
+    pub from: PeerRef,
+}
+
+/// How an operation reaches the ring.
+#[derive(Clone)]
+pub struct Access {
+    pub node: NodeHandle,
+    pub control: libp2p_stream::Control,
+    /// `None`: look up from this node's own routing table (a ring member). `Some`: ask this
+    /// member first (a client outside the ring).
+    pub via: Option<PeerRef>,
+    /// Whoever acts: the uploader of what is put.
+    pub me: PeerId,
+    /// The local file service, when this node is a member: lets it serve itself.
+    pub local: Option<Files>,
+    pub timeout: Duration,
+}
+
+impl Access {
+    pub async fn lookup(&self, key: Id) -> Result<LookupResult<Contact>, FilesError> {
+        Ok(match &self.via {
+            Some(via) => self.node.lookup_via(via.clone(), key).await?,
+            None => self.node.lookup(key).await?,
+        })
+    }
+
+    fn is_me(&self, peer: &PeerRef) -> bool {
+        peer.addr.peer_id == self.me
+    }
+
+    /// A fresh transfer stream to `peer`.
+    pub async fn open(&self, peer: &PeerRef) -> Result<libp2p::Stream, FilesError> {
+        let stream_error = |reason: String| FilesError::Stream {
+            peer: peer.addr.peer_id.to_string(),
+            reason,
+        };
+        self.node
+            .connect(peer, self.timeout)
+            .await
+            .map_err(|e| stream_error(e.to_string()))?;
+        let mut control = self.control.clone();
+        match tokio::time::timeout(
+            self.timeout,
+            control.open_stream(peer.addr.peer_id, TRANSFER_PROTOCOL),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(stream_error(e.to_string())),
+            Err(_) => Err(stream_error("timed out".into())),
+        }
+    }
+
+    /// Sends one file request to `peer` and unwraps the answer.
+    pub async fn file_request(
+        &self,
+        peer: &PeerRef,
+        request: FileRequest,
+    ) -> Result<FileResponse, FilesError> {
+        match self.node.request(peer, WireRequest::Files(request)).await? {
+            WireResponse::Files(response) => Ok(response),
+            WireResponse::Error(reason) => Err(FilesError::Refused(reason)),
+            _ => Err(FilesError::Protocol {
+                peer: peer.addr.peer_id.to_string(),
+            }),
+        }
+    }
+}
+
+/// The owner of `key` and the nodes after it, in the order to try them.
+fn candidates(found: LookupResult<Contact>) -> Vec<PeerRef> {
+    let mut list = vec![found.owner];
+    for b in found.backups {
+        if list.iter().all(|n| n.id != b.id) {
+            list.push(b);
+        }
+    }
+    list
+}
+
+/// Puts the local file `path` on the ring under `name`.
+pub async fn upload(
+    access: &Access,
+    path: &Path,
+    name: &str,
+    progress: Progress<'_>,
+) -> Result<PutReport, FilesError> {
+    check_name(name)?;
+    let size = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| FilesError::Local {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .len();
+    let key = Id::hash(name.as_bytes());
+    let owner = access.lookup(key).await?.owner;
+    let header = TransferRequest::Put {
+        name: name.into(),
+        size,
+        hash: None,
+        role: Role::Owner,
+        uploader: access.me.to_string(),
+        created: unix_now(),
+    };
+    let (copies, hash) = match (&access.local, access.is_me(&owner)) {
+        (Some(files), true) => files.store_upload(path, header, progress).await?,
+        _ => {
+            let mut stream = access.open(&owner).await?;
+            transfer::put(&mut stream, path, header, progress).await?
+        }
+    };
+    Ok(PutReport {
+        name: name.into(),
+        key,
+        size,
+        hash,
+        owner,
+        replicas: copies,
+    })
+}
+
+/// Gets `name` from the ring into `out`: from its owner, or on any failure (unreachable,
+/// missing, corrupt) from the next replica, resuming what was already fetched.
+pub async fn download(
+    access: &Access,
+    name: &str,
+    out: &Path,
+    progress: Progress<'_>,
+) -> Result<GetReport, FilesError> {
+    check_name(name)?;
+    let key = Id::hash(name.as_bytes());
+    let mut last = FilesError::NotFound(name.into());
+    for node in candidates(access.lookup(key).await?) {
+        let result = match (&access.local, access.is_me(&node)) {
+            (Some(files), true) => files.copy_out(&key, out).await,
+            _ => match access.open(&node).await {
+                Ok(mut stream) => transfer::get(&mut stream, name, out, progress)
+                    .await
+                    .map_err(FilesError::from),
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(meta) => {
+                return Ok(GetReport {
+                    name: name.into(),
+                    size: meta.size,
+                    hash: meta.hash,
+                    path: out.to_path_buf(),
+                    from: node,
+                })
+            }
+            Err(e) => {
+                tracing::info!(peer = %node.addr.peer_id, "get of {name} failed there: {e}");
+                if !matches!(e, FilesError::Transfer(TransferError::NotFound(_)))
+                    || matches!(last, FilesError::NotFound(_))
+                {
+                    last = e;
+                }
+            }
+        }
+    }
+    Err(match last {
+        FilesError::Transfer(TransferError::NotFound(_)) => FilesError::NotFound(name.into()),
+        other => other,
+    })
+}
+
+/// Removes every copy of `name`. Only its uploader may.
+pub async fn remove(access: &Access, name: &str) -> Result<u32, FilesError> {
+    check_name(name)?;
+    let owner = access.lookup(Id::hash(name.as_bytes())).await?.owner;
+    if let (Some(files), true) = (&access.local, access.is_me(&owner)) {
+        return files.remove_as_owner(name, &access.me).await;
+    }
+    match access
+        .file_request(&owner, FileRequest::Remove { name: name.into() })
+        .await?
+    {
+        FileResponse::Removed { copies } => Ok(copies),
+        _ => Err(FilesError::Protocol {
+            peer: owner.addr.peer_id.to_string(),
+        }),
+    }
+}

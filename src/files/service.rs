@@ -1,0 +1,714 @@
+//! The file service of a ring member: serves transfer streams, answers file requests, and
+//! keeps every file at its owner with R-1 replicas on the owner's successors while nodes come
+//! and go.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use libp2p::{PeerId, Stream};
+use tokio::sync::Notify;
+
+use super::names::check_name;
+use super::ops::{Access, FilesError};
+use super::store::{unix_now, FileMeta, Hash, Role, Store, StoreError};
+use super::transfer::{
+    self, read_frame, receive_bytes, send_bytes, write_frame, GetReply, Progress, PutReply,
+    Trailer, TransferError, TransferRequest, CHUNK,
+};
+use super::FilesConfig;
+use crate::chord::Id;
+use crate::net::protocol::{FileRequest, FileResponse, MAX_INVENTORY};
+use crate::net::{PeerRef, WireResponse};
+use crate::node::{NodeError, NodeHandle, Service};
+
+/// Most hand-offs and stale-replica checks one repair round does; the rest wait a round.
+const REPAIR_BATCH: usize = 64;
+/// Bytes the integrity scrub re-reads per round.
+const SCRUB_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A ring member's files. Cheap to clone.
+#[derive(Clone)]
+pub struct Files {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    node: NodeHandle,
+    control: libp2p_stream::Control,
+    me: PeerId,
+    config: FilesConfig,
+    /// Wakes the repair loop early when the ring around this node changed.
+    wake: Notify,
+    /// Where the integrity scrub goes on next round.
+    scrub_next: Mutex<Option<Id>>,
+}
+
+impl Files {
+    pub fn open(
+        dir: &Path,
+        node: NodeHandle,
+        control: libp2p_stream::Control,
+        me: PeerId,
+        config: FilesConfig,
+    ) -> Result<Files, StoreError> {
+        Ok(Files {
+            inner: Arc::new(Inner {
+                store: Store::open(dir)?,
+                node,
+                control,
+                me,
+                config,
+                wake: Notify::new(),
+                scrub_next: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// How this node reaches the ring for its own puts and gets.
+    pub fn access(&self) -> Access {
+        Access {
+            node: self.inner.node.clone(),
+            control: self.inner.control.clone(),
+            via: None,
+            me: self.inner.me,
+            local: Some(self.clone()),
+            timeout: self.inner.config.timeout,
+        }
+    }
+
+    /// What this node holds.
+    pub fn list(&self) -> Vec<FileMeta> {
+        self.inner.store.list()
+    }
+
+    // ---- serving streams ----
+
+    /// Accepts transfer streams until the node stops. Always polling: libp2p-stream drops
+    /// inbound streams nobody is waiting for.
+    pub async fn serve(self, mut incoming: libp2p_stream::IncomingStreams) {
+        while let Some((peer, stream)) = incoming.next().await {
+            let files = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = files.serve_stream(peer, stream).await {
+                    tracing::info!(%peer, "transfer ended with an error: {e}");
+                }
+            });
+        }
+    }
+
+    async fn serve_stream(&self, peer: PeerId, mut stream: Stream) -> Result<(), TransferError> {
+        let request = tokio::time::timeout(
+            self.inner.config.timeout,
+            read_frame::<_, TransferRequest>(&mut stream),
+        )
+        .await
+        .map_err(|_| TransferError::Protocol("no request in time".into()))??;
+        match request {
+            TransferRequest::Get { name, offset } => {
+                self.serve_get(&mut stream, &name, offset).await
+            }
+            put @ TransferRequest::Put { .. } => {
+                let answer = self.receive_put(peer, &mut stream, put).await;
+                let reply = match answer {
+                    Ok(reply) => reply,
+                    Err(e) => PutReply::Failed(e.to_string()),
+                };
+                write_frame(&mut stream, &reply).await
+            }
+        }
+    }
+
+    async fn serve_get(
+        &self,
+        stream: &mut Stream,
+        name: &str,
+        offset: u64,
+    ) -> Result<(), TransferError> {
+        let key = Id::hash(name.as_bytes());
+        let Some(meta) = self.inner.store.get(&key) else {
+            return write_frame(stream, &GetReply::NotFound).await;
+        };
+        if offset > meta.size {
+            return write_frame(
+                stream,
+                &GetReply::Refused(format!("offset {offset} is past the end")),
+            )
+            .await;
+        }
+        let path = self.inner.store.data_path(&key);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(transfer::local_error(&path))?;
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(transfer::local_error(&path))?;
+        write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
+        let sent = send_bytes(&mut file, &path, stream, meta.size - offset, None).await?;
+        futures::AsyncWriteExt::close(stream).await?;
+        if offset == 0 && sent != meta.hash {
+            // Serving is scrubbing: a copy that does not match its hash goes; repair restores it.
+            tracing::warn!(name, "stored copy is corrupt; dropping it");
+            self.inner
+                .store
+                .remove(&key)
+                .map_err(|e| TransferError::Protocol(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The receiving side of a put: from an uploader (`uploader` is the sender itself) or from
+    /// another ring member copying a file (replication, hand-off, repair).
+    async fn receive_put(
+        &self,
+        peer: PeerId,
+        stream: &mut Stream,
+        header: TransferRequest,
+    ) -> Result<PutReply, TransferError> {
+        let TransferRequest::Put {
+            name,
+            size,
+            hash,
+            role,
+            uploader,
+            created,
+        } = header
+        else {
+            return Err(TransferError::Protocol("not a put".into()));
+        };
+        if let Err(e) = check_name(&name) {
+            return Ok(PutReply::Refused(e.to_string()));
+        }
+        let key = Id::hash(name.as_bytes());
+        let store = &self.inner.store;
+        let direct = uploader == peer.to_string();
+        if direct {
+            store.clear_removed(&key);
+        } else if store.is_removed(&key) {
+            return Ok(PutReply::Refused(format!(
+                "'{name}' was removed by its uploader"
+            )));
+        }
+        if let Some(existing) = store.get(&key) {
+            if existing.uploader != uploader {
+                return Ok(PutReply::Refused(format!(
+                    "'{name}' belongs to another peer ({})",
+                    existing.uploader
+                )));
+            }
+            if hash == Some(existing.hash) {
+                // Identical copy already here: only the role may change.
+                if role == Role::Owner {
+                    store.set_role(&key, Role::Owner).map_err(store_error)?;
+                }
+                store.confirm(&key);
+                let copies = self.copies_after(role, &existing).await;
+                return Ok(PutReply::Done {
+                    copies,
+                    hash: existing.hash,
+                });
+            }
+            if !direct && created <= existing.created {
+                return Ok(PutReply::Refused(format!(
+                    "an equal or newer version of '{name}' is here"
+                )));
+            }
+        }
+        write_frame(stream, &PutReply::Ready).await?;
+        let incoming = store.begin(&key).map_err(store_error)?;
+        let mut file =
+            tokio::fs::File::from_std(incoming.file.try_clone().map_err(TransferError::Io)?);
+        let mut hasher = blake3::Hasher::new();
+        let path = store.data_path(&key);
+        receive_bytes(stream, &mut file, &path, size, &mut hasher, None, 0).await?;
+        drop(file);
+        let trailer: Trailer = read_frame(stream).await?;
+        let computed: Hash = *hasher.finalize().as_bytes();
+        if computed != trailer.hash || hash.is_some_and(|h| h != computed) {
+            return Ok(PutReply::Failed(
+                "the data did not match its hash; nothing was stored".into(),
+            ));
+        }
+        let meta = FileMeta {
+            name,
+            key,
+            size,
+            hash: computed,
+            role,
+            uploader,
+            created: if direct { unix_now() } else { created },
+        };
+        store.commit(incoming, meta.clone()).map_err(store_error)?;
+        let copies = self.copies_after(role, &meta).await;
+        Ok(PutReply::Done {
+            copies,
+            hash: computed,
+        })
+    }
+
+    /// An owner replicates what it just stored before it answers; a replica is one copy.
+    async fn copies_after(&self, role: Role, meta: &FileMeta) -> u32 {
+        match role {
+            Role::Owner => 1 + self.replicate(meta).await,
+            Role::Replica => 1,
+        }
+    }
+
+    /// Stores an upload made by this very node (it is the owner of the key).
+    pub(crate) async fn store_upload(
+        &self,
+        path: &Path,
+        header: TransferRequest,
+        progress: Progress<'_>,
+    ) -> Result<(u32, Hash), FilesError> {
+        let TransferRequest::Put {
+            name,
+            size,
+            uploader,
+            ..
+        } = header
+        else {
+            return Err(FilesError::Refused("not a put".into()));
+        };
+        let key = Id::hash(name.as_bytes());
+        let store = &self.inner.store;
+        if let Some(existing) = store.get(&key) {
+            if existing.uploader != uploader {
+                return Err(FilesError::Refused(format!(
+                    "'{name}' belongs to another peer ({})",
+                    existing.uploader
+                )));
+            }
+        }
+        store.clear_removed(&key);
+        let incoming = store.begin(&key)?;
+        let mut target = tokio::fs::File::from_std(incoming.file.try_clone().map_err(|e| {
+            FilesError::Local {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?);
+        let mut source = tokio::fs::File::open(path)
+            .await
+            .map_err(transfer::local_error(path))?;
+        let hash = copy_hashing(&mut source, path, &mut target, size, progress).await?;
+        drop(target);
+        let meta = FileMeta {
+            name,
+            key,
+            size,
+            hash,
+            role: Role::Owner,
+            uploader,
+            created: unix_now(),
+        };
+        store.commit(incoming, meta.clone())?;
+        Ok((1 + self.replicate(&meta).await, hash))
+    }
+
+    /// A get served from this node's own store: copy out, verifying the hash.
+    pub(crate) async fn copy_out(&self, key: &Id, out: &Path) -> Result<FileMeta, FilesError> {
+        let meta = self
+            .inner
+            .store
+            .get(key)
+            .ok_or_else(|| FilesError::Transfer(TransferError::NotFound(key.to_hex())))?;
+        let path = self.inner.store.data_path(key);
+        let partial = transfer::partial_path(out);
+        let mut source = tokio::fs::File::open(&path)
+            .await
+            .map_err(transfer::local_error(&path))?;
+        let mut target = tokio::fs::File::create(&partial)
+            .await
+            .map_err(transfer::local_error(&partial))?;
+        let hash = copy_hashing(&mut source, &path, &mut target, meta.size, None).await?;
+        if hash != meta.hash {
+            drop(target);
+            let _ = tokio::fs::remove_file(&partial).await;
+            self.inner.store.remove(key)?;
+            return Err(TransferError::HashMismatch.into());
+        }
+        target
+            .sync_all()
+            .await
+            .map_err(transfer::local_error(&partial))?;
+        tokio::fs::rename(&partial, out)
+            .await
+            .map_err(transfer::local_error(out))?;
+        Ok(meta)
+    }
+
+    /// Removes every copy of `name` held by this owner and its replicas, for its uploader.
+    pub(crate) async fn remove_as_owner(
+        &self,
+        name: &str,
+        requester: &PeerId,
+    ) -> Result<u32, FilesError> {
+        let key = Id::hash(name.as_bytes());
+        let store = &self.inner.store;
+        let Some(meta) = store.get(&key) else {
+            return Err(FilesError::NotFound(name.into()));
+        };
+        if meta.uploader != requester.to_string() {
+            return Err(FilesError::Refused(format!(
+                "only the uploader of '{name}' may remove it"
+            )));
+        }
+        store.remove(&key)?;
+        store.mark_removed(&key)?;
+        let access = self.access();
+        let mut copies = 1;
+        for succ in self.replica_holders().await? {
+            if let Ok(FileResponse::Dropped) =
+                access.file_request(&succ, FileRequest::Drop { key }).await
+            {
+                copies += 1;
+            }
+        }
+        Ok(copies)
+    }
+
+    // ---- replication and repair ----
+
+    /// The successors that should hold replicas of what this node owns.
+    async fn replica_holders(&self) -> Result<Vec<PeerRef>, NodeError> {
+        let status = self.inner.node.status().await?;
+        let me = status.node.id;
+        Ok(status
+            .successors
+            .into_iter()
+            .filter(|s| s.id != me)
+            .take(self.inner.config.replicas.saturating_sub(1))
+            .collect())
+    }
+
+    /// Copies `meta` to the replica holders; returns how many now hold it.
+    async fn replicate(&self, meta: &FileMeta) -> u32 {
+        let Ok(holders) = self.replica_holders().await else {
+            return 0;
+        };
+        let pushes = holders.iter().map(|h| self.push(h, meta, Role::Replica));
+        futures::future::join_all(pushes)
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count() as u32
+    }
+
+    /// Sends a stored file to another member.
+    async fn push(&self, to: &PeerRef, meta: &FileMeta, role: Role) -> Result<u32, FilesError> {
+        let header = TransferRequest::Put {
+            name: meta.name.clone(),
+            size: meta.size,
+            hash: Some(meta.hash),
+            role,
+            uploader: meta.uploader.clone(),
+            created: meta.created,
+        };
+        let path = self.inner.store.data_path(&meta.key);
+        let mut stream = self.access().open(to).await?;
+        let (copies, _) = transfer::put(&mut stream, &path, header, None).await?;
+        Ok(copies)
+    }
+
+    /// Informed leave: everything this node holds goes to its successor first.
+    pub async fn hand_off_all(&self) {
+        let Ok(status) = self.inner.node.status().await else {
+            return;
+        };
+        let me = status.node.id;
+        let Some(succ) = status.successors.into_iter().find(|s| s.id != me) else {
+            return;
+        };
+        for meta in self.inner.store.list() {
+            // The successor takes over this node's keys; what it held as replicas stays so.
+            if let Err(e) = self.push(&succ, &meta, meta.role).await {
+                tracing::warn!(name = meta.name, "hand-off failed: {e}");
+            }
+        }
+    }
+
+    /// Runs repair rounds until the node stops: every interval, and at once after a change of
+    /// neighbours.
+    pub async fn repair_loop(self) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.config.repair_interval) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            match self.repair_round().await {
+                Err(FilesError::Node(NodeError::Stopped)) => return,
+                Err(e) => tracing::debug!("repair round: {e}"),
+                Ok(()) => {}
+            }
+        }
+    }
+
+    /// One round: take over or hand off keys, make the replica holders hold what this node
+    /// owns, return or drop replicas nobody confirms, and re-check some bytes on disk.
+    pub async fn repair_round(&self) -> Result<(), FilesError> {
+        let store = &self.inner.store;
+        let status = self.inner.node.status().await?;
+        let me = status.node.id;
+        let alone = status.predecessor.is_none() && status.successors.iter().all(|s| s.id == me);
+        let mut hand_off = Vec::new();
+        for meta in store.list() {
+            let mine = match &status.predecessor {
+                Some(p) => meta.key.in_half_open(&p.id, &me),
+                None => alone,
+            };
+            if mine && meta.role == Role::Replica {
+                store.set_role(&meta.key, Role::Owner)?;
+            } else if !mine && meta.role == Role::Owner && status.predecessor.is_some() {
+                hand_off.push(meta);
+            }
+        }
+        self.replicate_owned().await;
+        for meta in hand_off.into_iter().take(REPAIR_BATCH) {
+            self.hand_off(me, &meta).await;
+        }
+        let stale_after = self.inner.config.repair_interval * self.inner.config.stale_rounds;
+        let stale: Vec<FileMeta> = store
+            .list()
+            .into_iter()
+            .filter(|m| {
+                m.role == Role::Replica
+                    && store
+                        .confirmed(&m.key)
+                        .is_some_and(|t| t.elapsed() > stale_after)
+            })
+            .take(REPAIR_BATCH)
+            .collect();
+        for meta in stale {
+            self.settle_stale(me, &meta).await;
+        }
+        self.scrub();
+        Ok(())
+    }
+
+    /// Tells each replica holder what this node owns; sends what they lack.
+    async fn replicate_owned(&self) {
+        let owned: Vec<FileMeta> = self
+            .inner
+            .store
+            .list()
+            .into_iter()
+            .filter(|m| m.role == Role::Owner)
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let Ok(holders) = self.replica_holders().await else {
+            return;
+        };
+        let access = self.access();
+        for holder in &holders {
+            for batch in owned.chunks(MAX_INVENTORY) {
+                let entries = batch.iter().map(|m| (m.key, m.hash)).collect();
+                let Ok(FileResponse::Inventory { missing, .. }) = access
+                    .file_request(holder, FileRequest::Inventory { entries })
+                    .await
+                else {
+                    continue;
+                };
+                for meta in batch.iter().filter(|m| missing.contains(&m.key)) {
+                    if let Err(e) = self.push(holder, meta, Role::Replica).await {
+                        tracing::debug!(name = meta.name, "replication failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A key this node owned now belongs to someone else (a node joined before it).
+    async fn hand_off(&self, me: Id, meta: &FileMeta) {
+        let Ok(found) = self.access().lookup(meta.key).await else {
+            return;
+        };
+        if found.owner.id == me {
+            let _ = self.inner.store.set_role(&meta.key, Role::Owner);
+            return;
+        }
+        match self.push(&found.owner, meta, Role::Owner).await {
+            Ok(_) => {
+                let _ = self.inner.store.set_role(&meta.key, Role::Replica);
+            }
+            Err(FilesError::Transfer(TransferError::Refused(why))) if why.contains("removed") => {
+                let _ = self.inner.store.remove(&meta.key);
+            }
+            Err(e) => tracing::debug!(name = meta.name, "hand-off failed: {e}"),
+        }
+    }
+
+    /// A replica its owner has stopped confirming: make sure the owner has the file, then let
+    /// the copy go (the owner asks for it again if this node should hold it after all).
+    async fn settle_stale(&self, me: Id, meta: &FileMeta) {
+        let store = &self.inner.store;
+        let access = self.access();
+        let Ok(found) = access.lookup(meta.key).await else {
+            return;
+        };
+        if found.owner.id == me {
+            let _ = store.set_role(&meta.key, Role::Owner);
+            return;
+        }
+        let entries = vec![(meta.key, meta.hash)];
+        match access
+            .file_request(&found.owner, FileRequest::Inventory { entries })
+            .await
+        {
+            Ok(FileResponse::Inventory { removed, .. }) if removed.contains(&meta.key) => {
+                let _ = store.remove(&meta.key);
+            }
+            Ok(FileResponse::Inventory { missing, .. }) if missing.contains(&meta.key) => {
+                if self.push(&found.owner, meta, Role::Owner).await.is_ok() {
+                    store.confirm(&meta.key);
+                }
+            }
+            Ok(FileResponse::Inventory { .. }) => {
+                let _ = store.remove(&meta.key);
+            }
+            _ => {}
+        }
+    }
+
+    /// Re-reads the next file(s) on disk; a copy that no longer matches its hash is dropped,
+    /// and repair brings a good one back.
+    fn scrub(&self) {
+        let store = &self.inner.store;
+        let files = store.list();
+        if files.is_empty() {
+            return;
+        }
+        let mut next = self
+            .inner
+            .scrub_next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let start = next
+            .map(|k| files.partition_point(|m| m.key < k))
+            .unwrap_or(0);
+        let mut budget = SCRUB_BYTES;
+        for meta in files.iter().cycle().skip(start).take(files.len()) {
+            if budget < meta.size && budget < SCRUB_BYTES {
+                *next = Some(meta.key);
+                return;
+            }
+            budget = budget.saturating_sub(meta.size);
+            match hash_file(&store.data_path(&meta.key)) {
+                Ok(hash) if hash == meta.hash => {}
+                _ => {
+                    tracing::warn!(name = meta.name, "stored copy is corrupt; dropping it");
+                    let _ = store.remove(&meta.key);
+                }
+            }
+        }
+        *next = None;
+    }
+
+    fn on_inventory(&self, entries: Vec<(Id, Hash)>) -> FileResponse {
+        let store = &self.inner.store;
+        let mut missing = Vec::new();
+        let mut removed = Vec::new();
+        for (key, hash) in entries.into_iter().take(MAX_INVENTORY) {
+            if store.is_removed(&key) {
+                removed.push(key);
+            } else if store.get(&key).is_some_and(|m| m.hash == hash) {
+                store.confirm(&key);
+            } else {
+                missing.push(key);
+            }
+        }
+        FileResponse::Inventory { missing, removed }
+    }
+}
+
+fn store_error(e: StoreError) -> TransferError {
+    TransferError::Protocol(e.to_string())
+}
+
+/// Copies `size` bytes between local files, hashing them.
+async fn copy_hashing(
+    source: &mut tokio::fs::File,
+    path: &Path,
+    target: &mut tokio::fs::File,
+    size: u64,
+    progress: Progress<'_>,
+) -> Result<Hash, TransferError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < size {
+        let n = source
+            .read(&mut buf)
+            .await
+            .map_err(transfer::local_error(path))?;
+        if n == 0 {
+            return Err(TransferError::Changed);
+        }
+        hasher.update(&buf[..n]);
+        target
+            .write_all(&buf[..n])
+            .await
+            .map_err(transfer::local_error(path))?;
+        done += n as u64;
+        if let Some(p) = progress {
+            p(done);
+        }
+    }
+    target.flush().await.map_err(transfer::local_error(path))?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+fn hash_file(path: &Path) -> std::io::Result<Hash> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+impl Service for Files {
+    fn handle(&self, from: PeerId, request: FileRequest) -> BoxFuture<'static, WireResponse> {
+        let files = self.clone();
+        Box::pin(async move {
+            let response = match request {
+                FileRequest::List => Ok(FileResponse::List(files.list())),
+                FileRequest::Inventory { entries } => Ok(files.on_inventory(entries)),
+                FileRequest::Drop { key } => {
+                    let store = &files.inner.store;
+                    store
+                        .remove(&key)
+                        .and_then(|_| store.mark_removed(&key))
+                        .map(|()| FileResponse::Dropped)
+                        .map_err(FilesError::from)
+                }
+                FileRequest::Remove { name } => files
+                    .remove_as_owner(&name, &from)
+                    .await
+                    .map(|copies| FileResponse::Removed { copies }),
+            };
+            match response {
+                Ok(r) => WireResponse::Files(r),
+                Err(e) => WireResponse::Error(e.to_string()),
+            }
+        })
+    }
+
+    fn ring_changed(&self) {
+        self.inner.wake.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}

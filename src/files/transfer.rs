@@ -1,0 +1,304 @@
+//! File data over dedicated libp2p streams, protocol `/chord-p2p/transfer/1.0.0`.
+//!
+//! A stream carries one transfer. Control messages are frames (u32 big-endian length, then
+//! CBOR, at most 64 KiB); file bytes travel raw between them, in 256 KiB chunks, so memory per
+//! transfer stays bounded whatever the file size and flow control is the transport's.
+//!
+//! Put:  → Put header   ← Ready | Done | Refused   → `size` bytes   → Trailer{hash}   ← Done | Failed
+//! Get:  → Get{name, offset}   ← Sending{meta} | NotFound | Refused   ← bytes from offset to end
+
+use std::path::{Path, PathBuf};
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+
+use super::store::{FileMeta, Hash, Role};
+
+pub const TRANSFER_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/transfer/1.0.0");
+/// Largest control frame.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// File bytes move in chunks of this size: the memory a transfer holds.
+pub const CHUNK: usize = 256 * 1024;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TransferRequest {
+    /// Store a file. `hash` is known for copies between nodes (the receiver may already have
+    /// it) and unknown for uploads, which send it in the trailer.
+    Put {
+        name: String,
+        size: u64,
+        hash: Option<Hash>,
+        role: Role,
+        uploader: String,
+        created: u64,
+    },
+    /// Send a file from `offset` on (a resumed download asks for the rest only).
+    Get { name: String, offset: u64 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum PutReply {
+    /// Send the bytes.
+    Ready,
+    /// Stored (or already held, identical): `copies` exist now, counting replicas made.
+    Done {
+        copies: u32,
+        hash: Hash,
+    },
+    Refused(String),
+    /// The bytes did not arrive whole or did not match their hash; nothing was stored.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trailer {
+    pub hash: Hash,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum GetReply {
+    Sending { meta: FileMeta },
+    NotFound,
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("transfer interrupted: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("local file {path}: {source}")]
+    Local {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("peer broke the transfer protocol: {0}")]
+    Protocol(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("no file named '{0}' on that node")]
+    NotFound(String),
+    #[error("the data did not match its hash (corrupt copy)")]
+    HashMismatch,
+    #[error("the file changed while it was being sent")]
+    Changed,
+}
+
+pub fn local_error(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
+    move |source| TransferError::Local {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub async fn write_frame<W, T>(w: &mut W, value: &T) -> Result<(), TransferError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let mut bytes = Vec::new();
+    cbor4ii::serde::to_writer(&mut bytes, value)
+        .map_err(|e| TransferError::Protocol(e.to_string()))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(TransferError::Protocol("frame too large".into()));
+    }
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    w.write_all(&bytes).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+pub async fn read_frame<R, T>(r: &mut R) -> Result<T, TransferError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(TransferError::Protocol(format!("frame of {len} bytes")));
+    }
+    let mut bytes = vec![0u8; len];
+    r.read_exact(&mut bytes).await?;
+    cbor4ii::serde::from_slice(&bytes).map_err(|e| TransferError::Protocol(e.to_string()))
+}
+
+/// Progress callback: bytes done so far.
+pub type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
+
+/// Copies exactly `size` bytes from `from` (a local file) to the stream, hashing them.
+pub async fn send_bytes<W: AsyncWrite + Unpin>(
+    file: &mut tokio::fs::File,
+    path: &Path,
+    to: &mut W,
+    size: u64,
+    progress: Progress<'_>,
+) -> Result<Hash, TransferError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < size {
+        let want = CHUNK.min((size - done) as usize);
+        let n = file
+            .read(&mut buf[..want])
+            .await
+            .map_err(local_error(path))?;
+        if n == 0 {
+            return Err(TransferError::Changed);
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n]).await?;
+        done += n as u64;
+        if let Some(p) = progress {
+            p(done);
+        }
+    }
+    to.flush().await?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// Copies exactly `size` bytes from the stream into `file`, feeding `hasher`.
+pub async fn receive_bytes<R: AsyncRead + Unpin>(
+    from: &mut R,
+    file: &mut tokio::fs::File,
+    path: &Path,
+    size: u64,
+    hasher: &mut blake3::Hasher,
+    progress: Progress<'_>,
+    already: u64,
+) -> Result<(), TransferError> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < size {
+        let want = CHUNK.min((size - done) as usize);
+        let n = from.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).await.map_err(local_error(path))?;
+        done += n as u64;
+        if let Some(p) = progress {
+            p(already + done);
+        }
+    }
+    file.flush().await.map_err(local_error(path))?;
+    Ok(())
+}
+
+/// Uploads the local file at `path` over `stream` (the Put side of the protocol). Returns the
+/// receiver's final answer: copies made and the content hash.
+pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    path: &Path,
+    header: TransferRequest,
+    progress: Progress<'_>,
+) -> Result<(u32, Hash), TransferError> {
+    let TransferRequest::Put { size, .. } = &header else {
+        return Err(TransferError::Protocol("put needs a Put header".into()));
+    };
+    let size = *size;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(local_error(path))?;
+    write_frame(stream, &header).await?;
+    match read_frame::<_, PutReply>(stream).await? {
+        PutReply::Ready => {}
+        PutReply::Done { copies, hash } => return Ok((copies, hash)),
+        PutReply::Refused(why) | PutReply::Failed(why) => return Err(TransferError::Refused(why)),
+    }
+    let hash = send_bytes(&mut file, path, stream, size, progress).await?;
+    write_frame(stream, &Trailer { hash }).await?;
+    match read_frame::<_, PutReply>(stream).await? {
+        PutReply::Done {
+            copies,
+            hash: stored,
+        } if stored == hash => Ok((copies, hash)),
+        PutReply::Done { .. } => Err(TransferError::HashMismatch),
+        PutReply::Failed(why) | PutReply::Refused(why) => Err(TransferError::Refused(why)),
+        PutReply::Ready => Err(TransferError::Protocol("Ready after the data".into())),
+    }
+}
+
+/// The hidden file a download is written to until it is complete and verified.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    out.with_file_name(format!(".{name}.chord-part"))
+}
+
+/// Downloads `name` into `out` (the Get side). Resumes from a partial file left by an earlier
+/// attempt; the whole file is verified against its hash before it becomes visible at `out`.
+pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    name: &str,
+    out: &Path,
+    progress: Progress<'_>,
+) -> Result<FileMeta, TransferError> {
+    let partial = partial_path(out);
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&partial)
+        .await
+        .map_err(local_error(&partial))?;
+    // Hash what an earlier attempt already fetched, then ask only for the rest.
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(local_error(&partial))?;
+    loop {
+        let n = file.read(&mut buf).await.map_err(local_error(&partial))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    write_frame(
+        stream,
+        &TransferRequest::Get {
+            name: name.into(),
+            offset,
+        },
+    )
+    .await?;
+    let meta = match read_frame::<_, GetReply>(stream).await? {
+        GetReply::Sending { meta } => meta,
+        GetReply::NotFound => return Err(TransferError::NotFound(name.into())),
+        GetReply::Refused(why) => {
+            // A partial longer than the file is useless: start over next time.
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(TransferError::Refused(why));
+        }
+    };
+    let rest = meta.size.saturating_sub(offset);
+    receive_bytes(
+        stream,
+        &mut file,
+        &partial,
+        rest,
+        &mut hasher,
+        progress,
+        offset,
+    )
+    .await?;
+    if *hasher.finalize().as_bytes() != meta.hash {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(TransferError::HashMismatch);
+    }
+    file.sync_all().await.map_err(local_error(&partial))?;
+    tokio::fs::rename(&partial, out)
+        .await
+        .map_err(local_error(out))?;
+    Ok(meta)
+}
