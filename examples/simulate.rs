@@ -228,6 +228,9 @@ fn settle(sim: &mut Sim) -> anyhow::Result<Duration> {
     match scenario::settle(sim, Duration::from_secs(600)) {
         Some(t) => Ok(t),
         None => {
+            for v in sim.violations() {
+                eprintln!("violation: {v}");
+            }
             let (wrong, notes) = sim.exact_mismatches(true);
             anyhow::bail!("did not reach the exact state in 600 s: {wrong} wrong, e.g. {notes:?}")
         }

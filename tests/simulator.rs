@@ -54,7 +54,11 @@ fn path_length_is_half_log2_n() {
         let mut stats = LookupStats::default();
         for seed in [exp as u64, 100 + exp as u64] {
             let mut sim = ring(seed, n, 1);
-            stats.merge(&scenario::measure_lookups(&mut sim, 1000, Duration::from_secs(2)));
+            stats.merge(&scenario::measure_lookups(
+                &mut sim,
+                1000,
+                Duration::from_secs(2),
+            ));
             assert_clean(&sim);
         }
         let half = exp as f64 / 2.0;
@@ -75,8 +79,17 @@ fn small_rings_route_at_least_as_well_as_the_paper() {
     let core = scenario::measure_lookups(&mut sim, 2000, Duration::from_secs(2));
     let paper = scenario::paper_path_lengths(&mut sim, 2000);
     assert_eq!(core.ok, 2000);
-    assert!((paper.mean_hops() - 2.0).abs() <= 0.2, "{}", paper.mean_hops());
-    assert!(core.mean_hops() <= paper.mean_hops(), "{} > {}", core.mean_hops(), paper.mean_hops());
+    assert!(
+        (paper.mean_hops() - 2.0).abs() <= 0.2,
+        "{}",
+        paper.mean_hops()
+    );
+    assert!(
+        core.mean_hops() <= paper.mean_hops(),
+        "{} > {}",
+        core.mean_hops(),
+        paper.mean_hops()
+    );
 }
 
 #[test]
@@ -87,10 +100,16 @@ fn half_the_nodes_crash_at_once() {
     assert_eq!(crashed, 125);
     let during = scenario::measure_lookups(&mut sim, 300, Duration::from_secs(1));
     assert_eq!(during.finished(), 300);
-    assert!(during.timeouts > 0, "nobody noticed the crashes: {during:?}");
+    assert!(
+        during.timeouts > 0,
+        "nobody noticed the crashes: {during:?}"
+    );
     settled(&mut sim);
     let after = scenario::measure_lookups(&mut sim, 500, Duration::from_secs(2));
-    assert_eq!((after.ok, after.failed, after.wrong, after.timeouts), (500, 0, 0, 0));
+    assert_eq!(
+        (after.ok, after.failed, after.wrong, after.timeouts),
+        (500, 0, 0, 0)
+    );
     assert_clean(&sim);
 }
 
@@ -123,7 +142,11 @@ fn churn_then_no_lookup_fails() {
     assert_clean(&sim);
     settled(&mut sim);
     let after = scenario::measure_lookups(&mut sim, 300, Duration::from_secs(2));
-    assert_eq!((after.ok, after.failed, after.wrong), (300, 0, 0), "{after:?}");
+    assert_eq!(
+        (after.ok, after.failed, after.wrong),
+        (300, 0, 0),
+        "{after:?}"
+    );
 }
 
 #[test]
@@ -155,7 +178,10 @@ fn same_seed_same_run() {
     assert_eq!(a, b);
     // The oracle only reads: checking less often changes nothing but the check count.
     let c = short_run(3, 0);
-    assert_eq!((a.fingerprint, a.now_ns, &a.lookups), (c.fingerprint, c.now_ns, &c.lookups));
+    assert_eq!(
+        (a.fingerprint, a.now_ns, &a.lookups),
+        (c.fingerprint, c.now_ns, &c.lookups)
+    );
     assert_ne!(a.fingerprint, short_run(4, 1).fingerprint);
 }
 

@@ -175,7 +175,11 @@ fn poisson_times(sim: &mut Sim, per_second: f64, duration: Duration) -> Vec<Dura
 /// A yardstick beside the core's measured paths: the core also routes through its successor
 /// list and its predecessor, which the paper's pseudo-code does not.
 pub fn paper_path_lengths(sim: &mut Sim, count: usize) -> LookupStats {
-    let ring: Vec<Id> = sim.nodes().filter(|(a, _)| sim.is_member(*a)).map(|(_, n)| n.id()).collect();
+    let ring: Vec<Id> = sim
+        .nodes()
+        .filter(|(a, _)| sim.is_member(*a))
+        .map(|(_, n)| n.id())
+        .collect();
     let mut ring = ring;
     ring.sort();
     let mut stats = LookupStats::default();
