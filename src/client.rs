@@ -31,6 +31,7 @@ pub enum ClientError {
 pub struct Client {
     node: Node,
     timeout: Duration,
+    rate_limit: Option<u64>,
 }
 
 impl Client {
@@ -56,7 +57,13 @@ impl Client {
         Ok(Client {
             node: Node::start(config).await?,
             timeout,
+            rate_limit: None,
         })
+    }
+
+    /// Caps put and get at `bytes_per_sec` (None: as fast as the transport goes).
+    pub fn set_rate_limit(&mut self, bytes_per_sec: Option<u64>) {
+        self.rate_limit = bytes_per_sec;
     }
 
     /// The identity kept in `path` (created on first use), so a user stays the uploader, and
@@ -136,6 +143,7 @@ impl Client {
             me: self.node.peer_id(),
             local: None,
             timeout: self.timeout,
+            rate_limit: self.rate_limit,
         }
     }
 

@@ -2,103 +2,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use chord_p2p::chord::Id;
+use common::procs::*;
 use common::{ideal, Rng};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chord-p2p");
 const R: usize = 4;
-
-/// A node process, killed (if still running) when the test ends, pass or fail.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--data-dir", dir.path().to_str().expect("utf-8 path")])
-            .args([
-                "--successors",
-                "4",
-                "--stabilize-interval",
-                "100ms",
-                "--rpc-timeout",
-                "1s",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines,
-            _dir: dir,
-        }
-    }
-
-    /// The next stdout line, within `limit`.
-    fn line(&self, limit: Duration) -> String {
-        self.lines
-            .recv_timeout(limit)
-            .expect("expected a line on stdout")
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for exit, at most `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a one-shot command to completion (bounded by its own --timeout).
-fn oneshot(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("binary runs")
-}
-
-fn hex_id(v: &Value) -> Option<Id> {
-    Id::from_hex(v.get("id")?.as_str()?)
-}
 
 /// `status --peer ADDR --json` of every node agrees with the ideal ring of `ids`.
 fn ring_is_exact(addrs: &[String], ids: &[Id]) -> Result<(), String> {
@@ -149,28 +61,7 @@ fn ring_is_exact(addrs: &[String], ids: &[Id]) -> Result<(), String> {
 }
 
 fn wait_exact(addrs: &[String], ids: &[Id], limit: Duration, what: &str) {
-    let deadline = Instant::now() + limit;
-    loop {
-        match ring_is_exact(addrs, ids) {
-            Ok(()) => return,
-            Err(e) if Instant::now() >= deadline => panic!("{what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-fn peer_id_of(addr: &str) -> Id {
-    let peer: libp2p::PeerId = addr
-        .rsplit('/')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("addr ends in /p2p/<id>");
-    chord_p2p::net::node_id(&peer)
-}
-
-fn free_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
+    wait_until(limit, what, || ring_is_exact(addrs, ids));
 }
 
 #[test]
@@ -264,23 +155,6 @@ fn five_headless_nodes_form_the_exact_ring_and_heal_after_sigterm() {
         Some(common::true_successor(&sorted, &key))
     );
     assert!(v["hops"].as_u64().is_some());
-}
-
-/// Runs the binary expecting failure; returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(
-        stderr.starts_with("error:"),
-        "{args:?}: unclear error {stderr:?}"
-    );
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    stderr
 }
 
 #[test]

@@ -100,6 +100,8 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
+        rate: RateArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Get a file from the ring, verified by its hash (an interrupted get resumes).
@@ -109,6 +111,8 @@ pub enum Command {
         /// Where to write it (default: the name's last component, in the current directory).
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        rate: RateArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -142,10 +146,65 @@ pub struct ClientArgs {
     pub identity: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RateArgs {
+    /// Cap the transfer at RATE bytes per second: a number with an optional K, M or G suffix
+    /// (powers of 1024), e.g. 500K or 4M.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_rate: Option<u64>,
+}
+
+/// `4M`, `512K`, `1G`, `1000`, also with a trailing `B`, `iB` or `/s`.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a rate (e.g. 500K, 4M, 1G)");
+    let trimmed = text.trim().trim_end_matches("/s");
+    let trimmed = trimmed
+        .strip_suffix("iB")
+        .or_else(|| trimmed.strip_suffix('B'))
+        .unwrap_or(trimmed);
+    let (digits, unit) = match trimmed
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((at, _)) => trimmed.split_at(at),
+        None => (trimmed, ""),
+    };
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let value: f64 = digits.trim().parse().map_err(|_| bad())?;
+    let rate = value * scale as f64;
+    if !rate.is_finite() || rate < 1.0 || rate > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(rate as u64)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text).map_err(|e| format!("'{text}': {e}"))?;
     if d.is_zero() {
         return Err("must be more than zero".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_read_like_curl() {
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        assert_eq!(parse_rate("4M"), Ok(4 << 20));
+        assert_eq!(parse_rate("512k"), Ok(512 << 10));
+        assert_eq!(parse_rate("1.5MiB/s"), Ok(3 << 19));
+        assert_eq!(parse_rate("2GB"), Ok(2 << 30));
+        for bad in ["", "0", "fast", "4X", "-1K"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use serde_json::json;
 
-use args::{Cli, ClientArgs, Command, NodeArgs};
+use args::{Cli, ClientArgs, Command, NodeArgs, RateArgs};
 
 /// Prints one line on stdout. A closed stdout (`| head`) is not an error worth a panic.
 pub fn emit(line: impl std::fmt::Display) {
@@ -36,12 +36,18 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Lookup { name, client }) => lookup(&name, &client, json).await,
         Some(Command::Status { client }) => status(&client, json).await,
-        Some(Command::Put { file, name, client }) => put(&file, name, &client, json).await,
+        Some(Command::Put {
+            file,
+            name,
+            rate,
+            client,
+        }) => put(&file, name, rate, &client, json).await,
         Some(Command::Get {
             name,
             output,
+            rate,
             client,
-        }) => get(&name, output, &client, json).await,
+        }) => get(&name, output, rate, &client, json).await,
         Some(Command::Ls { client }) => ls(&client, json).await,
         Some(Command::Rm { name, client }) => rm(&name, &client, json).await,
         None => run_node(cli.ip.zip(cli.port), cli.node).await,
@@ -111,6 +117,7 @@ pub fn output_path(name: &str, output: Option<PathBuf>) -> Result<PathBuf> {
 async fn put(
     file: &std::path::Path,
     name: Option<String>,
+    rate: RateArgs,
     args: &ClientArgs,
     json: bool,
 ) -> Result<()> {
@@ -121,7 +128,8 @@ async fn put(
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
-    let (client, entry) = connect(args).await?;
+    let (mut client, entry) = connect(args).await?;
+    client.set_rate_limit(rate.limit_rate);
     let report = with_progress(size, |tick| async move {
         client.put(&entry, file, &name, Some(&*tick)).await
     })
@@ -134,9 +142,16 @@ async fn put(
     Ok(())
 }
 
-async fn get(name: &str, output: Option<PathBuf>, args: &ClientArgs, json: bool) -> Result<()> {
+async fn get(
+    name: &str,
+    output: Option<PathBuf>,
+    rate: RateArgs,
+    args: &ClientArgs,
+    json: bool,
+) -> Result<()> {
     let out = output_path(name, output)?;
-    let (client, entry) = connect(args).await?;
+    let (mut client, entry) = connect(args).await?;
+    client.set_rate_limit(rate.limit_rate);
     let report = with_progress(0, |tick| async move {
         client.get(&entry, name, &out, Some(&*tick)).await
     })

@@ -145,12 +145,17 @@ pub fn get_json(r: &GetReport) -> Value {
         "hash": hash_hex(&r.hash),
         "path": r.path.display().to_string(),
         "from": node_json(&r.from),
+        "resumed_from": r.resumed_from,
     })
 }
 
 pub fn get_text(r: &GetReport) -> String {
+    let resumed = match r.resumed_from {
+        0 => String::new(),
+        n => format!(", resumed at byte {n}"),
+    };
     format!(
-        "got {} ({} bytes, verified) from {} into {}",
+        "got {} ({} bytes, verified{resumed}) from {} into {}",
         r.name,
         r.size,
         r.from.addr.peer_id,

@@ -6,6 +6,7 @@ pub mod names;
 pub mod ops;
 mod service;
 pub mod store;
+pub mod throttle;
 pub mod transfer;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ use libp2p::PeerId;
 use super::names::{check_name, NameError};
 use super::service::Files;
 use super::store::{unix_now, Hash, Role, StoreError};
+use super::throttle::Throttled;
 use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
 use crate::chord::{Id, LookupResult};
 use crate::net::protocol::{FileRequest, FileResponse};
@@ -57,6 +58,8 @@ pub struct GetReport {
     pub hash: Hash,
     pub path: PathBuf,
     pub from: PeerRef,
+    /// Bytes an earlier, interrupted get had already fetched (0: a fresh download).
+    pub resumed_from: u64,
 }
 
 /// How an operation reaches the ring.
@@ -72,6 +75,8 @@ pub struct Access {
     /// The local file service, when this node is a member: lets it serve itself.
     pub local: Option<Files>,
     pub timeout: Duration,
+    /// Cap on the bytes per second of this side's transfers (`--limit-rate`).
+    pub rate_limit: Option<u64>,
 }
 
 impl Access {
@@ -109,6 +114,56 @@ impl Access {
         }
     }
 
+    /// Runs one transfer on a fresh stream to `peer`, on a new stream again when the peer
+    /// dropped the last one unseen (see [`TransferError::NotAccepted`]).
+    pub async fn transfer<T, F, Fut>(&self, peer: &PeerRef, mut run: F) -> Result<T, FilesError>
+    where
+        F: FnMut(Throttled<libp2p::Stream>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TransferError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let stream = Throttled::new(self.open(peer).await?, self.rate_limit);
+            match run(stream).await {
+                Err(TransferError::NotAccepted) if attempt < STREAM_ATTEMPTS => {
+                    attempt += 1;
+                    let pause = rand::random::<u64>() % (25 * attempt);
+                    tokio::time::sleep(Duration::from_millis(10 + pause)).await;
+                }
+                other => return other.map_err(FilesError::from),
+            }
+        }
+    }
+
+    /// Uploads the local file `path` to `peer` (see [`transfer::put`]).
+    pub async fn put_to(
+        &self,
+        peer: &PeerRef,
+        path: &Path,
+        header: &TransferRequest,
+        progress: Progress<'_>,
+    ) -> Result<(u32, Hash), FilesError> {
+        self.transfer(peer, |mut stream| {
+            let header = header.clone();
+            async move { transfer::put(&mut stream, path, header, progress).await }
+        })
+        .await
+    }
+
+    /// Downloads `name` from `peer` into `out` (see [`transfer::get`]).
+    pub async fn get_from(
+        &self,
+        peer: &PeerRef,
+        name: &str,
+        out: &Path,
+        progress: Progress<'_>,
+    ) -> Result<(super::FileMeta, u64), FilesError> {
+        self.transfer(peer, |mut stream| async move {
+            transfer::get(&mut stream, name, out, progress).await
+        })
+        .await
+    }
+
     /// Sends one file request to `peer` and unwraps the answer.
     pub async fn file_request(
         &self,
@@ -124,6 +179,9 @@ impl Access {
         }
     }
 }
+
+/// Fresh streams tried after the first when a peer drops them unseen.
+const STREAM_ATTEMPTS: u64 = 8;
 
 /// The owner of `key` and the nodes after it, in the order to try them.
 fn candidates(found: LookupResult<Contact>) -> Vec<PeerRef> {
@@ -163,10 +221,7 @@ pub async fn upload(
     };
     let (copies, hash) = match (&access.local, access.is_me(&owner)) {
         (Some(files), true) => files.store_upload(path, header, progress).await?,
-        _ => {
-            let mut stream = access.open(&owner).await?;
-            transfer::put(&mut stream, path, header, progress).await?
-        }
+        _ => access.put_to(&owner, path, &header, progress).await?,
     };
     Ok(PutReport {
         name: name.into(),
@@ -191,22 +246,18 @@ pub async fn download(
     let mut last = FilesError::NotFound(name.into());
     for node in candidates(access.lookup(key).await?) {
         let result = match (&access.local, access.is_me(&node)) {
-            (Some(files), true) => files.copy_out(&key, out).await,
-            _ => match access.open(&node).await {
-                Ok(mut stream) => transfer::get(&mut stream, name, out, progress)
-                    .await
-                    .map_err(FilesError::from),
-                Err(e) => Err(e),
-            },
+            (Some(files), true) => files.copy_out(&key, out).await.map(|meta| (meta, 0)),
+            _ => access.get_from(&node, name, out, progress).await,
         };
         match result {
-            Ok(meta) => {
+            Ok((meta, resumed_from)) => {
                 return Ok(GetReport {
                     name: name.into(),
                     size: meta.size,
                     hash: meta.hash,
                     path: out.to_path_buf(),
                     from: node,
+                    resumed_from,
                 })
             }
             Err(e) => {

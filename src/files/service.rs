@@ -80,6 +80,7 @@ impl Files {
             me: self.inner.me,
             local: Some(self.clone()),
             timeout: self.inner.config.timeout,
+            rate_limit: None,
         }
     }
 
@@ -154,11 +155,7 @@ impl Files {
         futures::AsyncWriteExt::close(stream).await?;
         if offset == 0 && sent != meta.hash {
             // Serving is scrubbing: a copy that does not match its hash goes; repair restores it.
-            tracing::warn!(name, "stored copy is corrupt; dropping it");
-            self.inner
-                .store
-                .remove(&key)
-                .map_err(|e| TransferError::Protocol(e.to_string()))?;
+            self.drop_corrupt(&meta);
         }
         Ok(())
     }
@@ -331,7 +328,7 @@ impl Files {
         if hash != meta.hash {
             drop(target);
             let _ = tokio::fs::remove_file(&partial).await;
-            self.inner.store.remove(key)?;
+            self.drop_corrupt(&meta);
             return Err(TransferError::HashMismatch.into());
         }
         target
@@ -412,8 +409,7 @@ impl Files {
             created: meta.created,
         };
         let path = self.inner.store.data_path(&meta.key);
-        let mut stream = self.access().open(to).await?;
-        let (copies, _) = transfer::put(&mut stream, &path, header, None).await?;
+        let (copies, _) = self.access().put_to(to, &path, &header, None).await?;
         Ok(copies)
     }
 
@@ -488,7 +484,7 @@ impl Files {
         for meta in stale {
             self.settle_stale(me, &meta).await;
         }
-        self.scrub();
+        self.scrub().await;
         Ok(())
     }
 
@@ -567,8 +563,9 @@ impl Files {
                 let _ = store.remove(&meta.key);
             }
             Ok(FileResponse::Inventory { missing, .. }) if missing.contains(&meta.key) => {
-                if self.push(&found.owner, meta, Role::Owner).await.is_ok() {
-                    store.confirm(&meta.key);
+                match self.push(&found.owner, meta, Role::Owner).await {
+                    Ok(_) => store.confirm(&meta.key),
+                    Err(e) => tracing::debug!(name = meta.name, "return to owner failed: {e}"),
                 }
             }
             Ok(FileResponse::Inventory { .. }) => {
@@ -578,14 +575,34 @@ impl Files {
         }
     }
 
-    /// Re-reads the next file(s) on disk; a copy that no longer matches its hash is dropped,
-    /// and repair brings a good one back.
-    fn scrub(&self) {
+    /// Drops a copy found not to match its hash; repair brings a good one back. A copy that was
+    /// replaced or removed meanwhile is left alone: what was read was not what is there now.
+    fn drop_corrupt(&self, seen: &FileMeta) {
+        let store = &self.inner.store;
+        if store.get(&seen.key).is_some_and(|now| now == *seen) {
+            tracing::warn!(name = seen.name, "stored copy is corrupt; dropping it");
+            if let Err(e) = store.remove(&seen.key) {
+                tracing::warn!(name = seen.name, "cannot drop a corrupt copy: {e}");
+            }
+        }
+    }
+
+    /// Re-reads the next file(s) on disk, up to [`SCRUB_BYTES`] a round, off the async threads.
+    async fn scrub(&self) {
+        let files = self.clone();
+        let corrupt = tokio::task::spawn_blocking(move || files.scrub_some())
+            .await
+            .unwrap_or_default();
+        for meta in corrupt {
+            self.drop_corrupt(&meta);
+        }
+    }
+
+    /// One scrub step (blocking): the copies that no longer match their hash.
+    fn scrub_some(&self) -> Vec<FileMeta> {
         let store = &self.inner.store;
         let files = store.list();
-        if files.is_empty() {
-            return;
-        }
+        let mut corrupt = Vec::new();
         let mut next = self
             .inner
             .scrub_next
@@ -595,21 +612,20 @@ impl Files {
             .map(|k| files.partition_point(|m| m.key < k))
             .unwrap_or(0);
         let mut budget = SCRUB_BYTES;
+        *next = None;
         for meta in files.iter().cycle().skip(start).take(files.len()) {
             if budget < meta.size && budget < SCRUB_BYTES {
                 *next = Some(meta.key);
-                return;
+                break;
             }
             budget = budget.saturating_sub(meta.size);
             match hash_file(&store.data_path(&meta.key)) {
                 Ok(hash) if hash == meta.hash => {}
-                _ => {
-                    tracing::warn!(name = meta.name, "stored copy is corrupt; dropping it");
-                    let _ = store.remove(&meta.key);
-                }
+                // Unreadable or changed: drop_corrupt checks it is still this copy.
+                _ => corrupt.push(meta.clone()),
             }
         }
-        *next = None;
+        corrupt
     }
 
     fn on_inventory(&self, entries: Vec<(Id, Hash)>) -> FileResponse {

@@ -85,6 +85,18 @@ pub enum TransferError {
     HashMismatch,
     #[error("the file changed while it was being sent")]
     Changed,
+    /// The stream closed before the peer said a word: it never took the request (libp2p-stream
+    /// drops inbound streams while the peer's accept loop is busy). Safe to try again.
+    #[error("the peer did not take the transfer stream")]
+    NotAccepted,
+}
+
+/// An I/O failure before the peer's first answer means the peer never saw the request.
+fn before_answer(e: TransferError) -> TransferError {
+    match e {
+        TransferError::Io(_) => TransferError::NotAccepted,
+        other => other,
+    }
 }
 
 pub fn local_error(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
@@ -205,8 +217,11 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(local_error(path))?;
-    write_frame(stream, &header).await?;
-    match read_frame::<_, PutReply>(stream).await? {
+    write_frame(stream, &header).await.map_err(before_answer)?;
+    match read_frame::<_, PutReply>(stream)
+        .await
+        .map_err(before_answer)?
+    {
         PutReply::Ready => {}
         PutReply::Done { copies, hash } => return Ok((copies, hash)),
         PutReply::Refused(why) | PutReply::Failed(why) => return Err(TransferError::Refused(why)),
@@ -235,12 +250,13 @@ pub fn partial_path(out: &Path) -> PathBuf {
 
 /// Downloads `name` into `out` (the Get side). Resumes from a partial file left by an earlier
 /// attempt; the whole file is verified against its hash before it becomes visible at `out`.
+/// Returns what was got and the offset it resumed from (0 for a fresh download).
 pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     name: &str,
     out: &Path,
     progress: Progress<'_>,
-) -> Result<FileMeta, TransferError> {
+) -> Result<(FileMeta, u64), TransferError> {
     let partial = partial_path(out);
     let mut file = tokio::fs::OpenOptions::new()
         .create(true)
@@ -264,15 +280,15 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
         hasher.update(&buf[..n]);
         offset += n as u64;
     }
-    write_frame(
-        stream,
-        &TransferRequest::Get {
-            name: name.into(),
-            offset,
-        },
-    )
-    .await?;
-    let meta = match read_frame::<_, GetReply>(stream).await? {
+    let request = TransferRequest::Get {
+        name: name.into(),
+        offset,
+    };
+    write_frame(stream, &request).await.map_err(before_answer)?;
+    let meta = match read_frame::<_, GetReply>(stream)
+        .await
+        .map_err(before_answer)?
+    {
         GetReply::Sending { meta } => meta,
         GetReply::NotFound => return Err(TransferError::NotFound(name.into())),
         GetReply::Refused(why) => {
@@ -300,5 +316,5 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::fs::rename(&partial, out)
         .await
         .map_err(local_error(out))?;
-    Ok(meta)
+    Ok((meta, offset))
 }

@@ -53,7 +53,7 @@ pub(super) enum Command {
     },
     Request {
         to: PeerRef,
-        request: WireRequest,
+        request: Box<WireRequest>,
         reply: Reply<WireResponse>,
     },
 }
@@ -230,7 +230,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .chord
-                    .send_request_with_addresses(&to.addr.peer_id, request, to.addr.addrs.clone());
+                    .send_request_with_addresses(&to.addr.peer_id, *request, to.addr.addrs.clone());
                 self.user_requests.insert(id, reply);
             }
         }

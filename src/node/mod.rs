@@ -386,6 +386,7 @@ impl NodeHandle {
         request: WireRequest,
     ) -> Result<WireResponse, NodeError> {
         let to = to.clone();
+        let request = Box::new(request);
         self.call(|reply| Command::Request { to, request, reply })
             .await?
     }

@@ -756,7 +756,7 @@ impl Sim {
     /// Runs the oracle when it is due.
     fn after_event(&mut self) {
         let k = self.cfg.check_every;
-        if k > 0 && self.counters.events % k == 0 {
+        if k > 0 && self.counters.events.is_multiple_of(k) {
             self.counters.checks += 1;
             if let Err(v) = self.check_running() {
                 self.counters.violations += 1;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -35,6 +37,10 @@ pub fn target_of(node: &Node) -> Target {
 }
 
 pub async fn start(config: &NodeConfig) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Node::start(config.clone()).await.expect("node starts")
 }
 
