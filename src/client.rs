@@ -172,18 +172,35 @@ impl Client {
         Ok(ops::remove(&self.access(entry), name).await?)
     }
 
-    /// The files `node` holds.
+    /// The files `node` holds, in key order (fetched a page at a time).
     pub async fn list(&self, node: &PeerRef) -> Result<Vec<FileMeta>, ClientError> {
-        match self
-            .access(node)
-            .file_request(node, FileRequest::List)
-            .await?
-        {
-            FileResponse::List(files) => Ok(files),
-            _ => Err(ClientError::Invalid {
-                peer: node.addr.peer_id.to_string(),
-                reason: "not a file list".into(),
-            }),
+        let mut all: Vec<FileMeta> = Vec::new();
+        loop {
+            let after = all.last().map(|m| m.key);
+            match self
+                .access(node)
+                .file_request(node, FileRequest::List { after })
+                .await?
+            {
+                FileResponse::List { files, more } => {
+                    // Pages must move forward in key order, or a broken peer could loop us.
+                    let forward = match (files.last(), after) {
+                        (Some(last), Some(after)) => last.key > after,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                    all.extend(files);
+                    if !more || !forward {
+                        return Ok(all);
+                    }
+                }
+                _ => {
+                    return Err(ClientError::Invalid {
+                        peer: node.addr.peer_id.to_string(),
+                        reason: "not a file list".into(),
+                    })
+                }
+            }
         }
     }
 }

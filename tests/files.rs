@@ -485,4 +485,19 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Put again after a removal: the new version is not mistaken for the removed one.
+    let again = alice
+        .put(&entry_a, &first, "mine.txt", None)
+        .await
+        .expect("put again");
+    assert_eq!(
+        again.replicas, R_FILES as u32,
+        "tombstones blocked the new version"
+    );
+    wait_copies(
+        &refs,
+        &[("mine.txt".into(), again.hash)],
+        "new version replicated",
+    )
+    .await;
 }

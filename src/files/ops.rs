@@ -8,7 +8,7 @@ use libp2p::PeerId;
 
 use super::names::{check_name, NameError};
 use super::service::Files;
-use super::store::{unix_now, Hash, Role, StoreError};
+use super::store::{unix_millis, Hash, Role, StoreError};
 use super::throttle::Throttled;
 use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
 use crate::chord::{Id, LookupResult};
@@ -217,7 +217,7 @@ pub async fn upload(
         hash: None,
         role: Role::Owner,
         uploader: access.me.to_string(),
-        created: unix_now(),
+        created: unix_millis(),
     };
     let (copies, hash) = match (&access.local, access.is_me(&owner)) {
         (Some(files), true) => files.store_upload(path, header, progress).await?,

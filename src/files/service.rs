@@ -12,14 +12,16 @@ use tokio::sync::Notify;
 
 use super::names::check_name;
 use super::ops::{Access, FilesError};
-use super::store::{unix_now, FileMeta, Hash, Role, Store, StoreError};
+use super::store::{unix_millis, FileMeta, Hash, Role, Store, StoreError};
 use super::transfer::{
     self, read_frame, receive_bytes, send_bytes, write_frame, GetReply, Progress, PutReply,
     Trailer, TransferError, TransferRequest, CHUNK,
 };
 use super::FilesConfig;
 use crate::chord::Id;
-use crate::net::protocol::{FileRequest, FileResponse, MAX_INVENTORY};
+use crate::net::protocol::{
+    FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY, MAX_LIST_FILES,
+};
 use crate::net::{PeerRef, WireResponse};
 use crate::node::{NodeError, NodeHandle, Service};
 
@@ -144,12 +146,19 @@ impl Files {
             .await;
         }
         let path = self.inner.store.data_path(&key);
-        let mut file = tokio::fs::File::open(&path)
-            .await
-            .map_err(transfer::local_error(&path))?;
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(transfer::local_error(&path))?;
+        let opened = async {
+            let mut file = tokio::fs::File::open(&path).await?;
+            tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset)).await?;
+            Ok::<_, std::io::Error>(file)
+        };
+        let mut file = match opened.await {
+            Ok(file) => file,
+            Err(e) => {
+                // Say so, rather than leave the asker guessing; the scrub will drop the copy.
+                let why = format!("the stored copy cannot be read: {e}");
+                return write_frame(stream, &GetReply::Refused(why)).await;
+            }
+        };
         write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
         let sent = send_bytes(&mut file, &path, stream, meta.size - offset, None).await?;
         futures::AsyncWriteExt::close(stream).await?;
@@ -185,12 +194,8 @@ impl Files {
         let key = Id::hash(name.as_bytes());
         let store = &self.inner.store;
         let direct = uploader == peer.to_string();
-        if direct {
-            store.clear_removed(&key);
-        } else if store.is_removed(&key) {
-            return Ok(PutReply::Refused(format!(
-                "'{name}' was removed by its uploader"
-            )));
+        if !direct && store.removed_since(&key, created) {
+            return Ok(PutReply::Removed);
         }
         if let Some(existing) = store.get(&key) {
             if existing.uploader != uploader {
@@ -239,9 +244,11 @@ impl Files {
             hash: computed,
             role,
             uploader,
-            created: if direct { unix_now() } else { created },
+            created: if direct { unix_millis() } else { created },
         };
         store.commit(incoming, meta.clone()).map_err(store_error)?;
+        // A newer version lives: an older removal no longer applies.
+        store.clear_removed(&key);
         let copies = self.copies_after(role, &meta).await;
         Ok(PutReply::Done {
             copies,
@@ -283,7 +290,6 @@ impl Files {
                 )));
             }
         }
-        store.clear_removed(&key);
         let incoming = store.begin(&key)?;
         let mut target = tokio::fs::File::from_std(incoming.file.try_clone().map_err(|e| {
             FilesError::Local {
@@ -303,9 +309,10 @@ impl Files {
             hash,
             role: Role::Owner,
             uploader,
-            created: unix_now(),
+            created: unix_millis(),
         };
         store.commit(incoming, meta.clone())?;
+        store.clear_removed(&key);
         Ok((1 + self.replicate(&meta).await, hash))
     }
 
@@ -357,12 +364,20 @@ impl Files {
                 "only the uploader of '{name}' may remove it"
             )));
         }
+        let status = self.inner.node.status().await?;
+        if let Some(pred) = &status.predecessor {
+            if !key.in_half_open(&pred.id, &status.node.id) {
+                return Err(FilesError::Refused(format!(
+                    "this node is not the owner of '{name}' (the ring is changing); try again"
+                )));
+            }
+        }
         store.remove(&key)?;
         store.mark_removed(&key)?;
         let access = self.access();
         let mut copies = 1;
         for succ in self.replica_holders().await? {
-            if let Ok(FileResponse::Dropped) =
+            if let Ok(FileResponse::Dropped { held: true }) =
                 access.file_request(&succ, FileRequest::Drop { key }).await
             {
                 copies += 1;
@@ -488,7 +503,8 @@ impl Files {
         Ok(())
     }
 
-    /// Tells each replica holder what this node owns; sends what they lack.
+    /// Tells each replica holder what this node owns; sends what they lack. A holder that knows
+    /// of a removal newer than this node's copy is believed: the copy goes.
     async fn replicate_owned(&self) {
         let owned: Vec<FileMeta> = self
             .inner
@@ -506,19 +522,40 @@ impl Files {
         let access = self.access();
         for holder in &holders {
             for batch in owned.chunks(MAX_INVENTORY) {
-                let entries = batch.iter().map(|m| (m.key, m.hash)).collect();
-                let Ok(FileResponse::Inventory { missing, .. }) = access
+                let entries = batch.iter().map(inventory_entry).collect();
+                let Ok(FileResponse::Inventory { missing, removed }) = access
                     .file_request(holder, FileRequest::Inventory { entries })
                     .await
                 else {
                     continue;
                 };
-                for meta in batch.iter().filter(|m| missing.contains(&m.key)) {
-                    if let Err(e) = self.push(holder, meta, Role::Replica).await {
-                        tracing::debug!(name = meta.name, "replication failed: {e}");
+                for meta in batch {
+                    if removed.contains(&meta.key) {
+                        self.forget_removed(meta);
+                    } else if missing.contains(&meta.key) {
+                        match self.push(holder, meta, Role::Replica).await {
+                            Err(FilesError::Transfer(TransferError::Removed)) => {
+                                self.forget_removed(meta)
+                            }
+                            Err(e) => tracing::debug!(name = meta.name, "replication failed: {e}"),
+                            Ok(_) => {}
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Another node knows this copy was removed by its uploader after it was made.
+    fn forget_removed(&self, meta: &FileMeta) {
+        let store = &self.inner.store;
+        if store.get(&meta.key).is_some_and(|now| now == *meta) {
+            tracing::info!(
+                name = meta.name,
+                "removed by its uploader; dropping this copy"
+            );
+            let _ = store.remove(&meta.key);
+            let _ = store.mark_removed(&meta.key);
         }
     }
 
@@ -535,9 +572,7 @@ impl Files {
             Ok(_) => {
                 let _ = self.inner.store.set_role(&meta.key, Role::Replica);
             }
-            Err(FilesError::Transfer(TransferError::Refused(why))) if why.contains("removed") => {
-                let _ = self.inner.store.remove(&meta.key);
-            }
+            Err(FilesError::Transfer(TransferError::Removed)) => self.forget_removed(meta),
             Err(e) => tracing::debug!(name = meta.name, "hand-off failed: {e}"),
         }
     }
@@ -554,13 +589,13 @@ impl Files {
             let _ = store.set_role(&meta.key, Role::Owner);
             return;
         }
-        let entries = vec![(meta.key, meta.hash)];
+        let entries = vec![inventory_entry(meta)];
         match access
             .file_request(&found.owner, FileRequest::Inventory { entries })
             .await
         {
             Ok(FileResponse::Inventory { removed, .. }) if removed.contains(&meta.key) => {
-                let _ = store.remove(&meta.key);
+                self.forget_removed(meta);
             }
             Ok(FileResponse::Inventory { missing, .. }) if missing.contains(&meta.key) => {
                 match self.push(&found.owner, meta, Role::Owner).await {
@@ -628,20 +663,54 @@ impl Files {
         corrupt
     }
 
-    fn on_inventory(&self, entries: Vec<(Id, Hash)>) -> FileResponse {
+    fn on_inventory(&self, entries: Vec<InventoryEntry>) -> FileResponse {
         let store = &self.inner.store;
         let mut missing = Vec::new();
         let mut removed = Vec::new();
-        for (key, hash) in entries.into_iter().take(MAX_INVENTORY) {
-            if store.is_removed(&key) {
-                removed.push(key);
-            } else if store.get(&key).is_some_and(|m| m.hash == hash) {
-                store.confirm(&key);
+        for entry in entries.into_iter().take(MAX_INVENTORY) {
+            if store.get(&entry.key).is_some_and(|m| m.hash == entry.hash) {
+                store.confirm(&entry.key);
+            } else if store.removed_since(&entry.key, entry.created) {
+                removed.push(entry.key);
             } else {
-                missing.push(key);
+                missing.push(entry.key);
             }
         }
         FileResponse::Inventory { missing, removed }
+    }
+
+    /// A page of what this node holds, in key order.
+    fn list_page(&self, after: Option<Id>) -> FileResponse {
+        let files = self.inner.store.list();
+        let start = after.map_or(0, |k| files.partition_point(|m| m.key <= k));
+        let rest = &files[start..];
+        FileResponse::List {
+            files: rest.iter().take(MAX_LIST_FILES).cloned().collect(),
+            more: rest.len() > MAX_LIST_FILES,
+        }
+    }
+
+    /// The owner of `key` asks this node to drop its copy (the uploader removed it). Only the
+    /// node this one finds to be the key's owner may ask.
+    async fn on_drop(&self, from: PeerId, key: Id) -> Result<FileResponse, FilesError> {
+        let owner = self.access().lookup(key).await?.owner;
+        if owner.addr.peer_id != from {
+            return Err(FilesError::Refused(
+                "only the owner of a file may tell its replicas to drop it".into(),
+            ));
+        }
+        let store = &self.inner.store;
+        let held = store.remove(&key)?.is_some();
+        store.mark_removed(&key)?;
+        Ok(FileResponse::Dropped { held })
+    }
+}
+
+fn inventory_entry(meta: &FileMeta) -> InventoryEntry {
+    InventoryEntry {
+        key: meta.key,
+        hash: meta.hash,
+        created: meta.created,
     }
 }
 
@@ -694,16 +763,9 @@ impl Service for Files {
         let files = self.clone();
         Box::pin(async move {
             let response = match request {
-                FileRequest::List => Ok(FileResponse::List(files.list())),
+                FileRequest::List { after } => Ok(files.list_page(after)),
                 FileRequest::Inventory { entries } => Ok(files.on_inventory(entries)),
-                FileRequest::Drop { key } => {
-                    let store = &files.inner.store;
-                    store
-                        .remove(&key)
-                        .and_then(|_| store.mark_removed(&key))
-                        .map(|()| FileResponse::Dropped)
-                        .map_err(FilesError::from)
-                }
+                FileRequest::Drop { key } => files.on_drop(from, key).await,
                 FileRequest::Remove { name } => files
                     .remove_as_owner(&name, &from)
                     .await

@@ -42,7 +42,8 @@ pub struct FileMeta {
     pub role: Role,
     /// Peer id (text) of whoever put the file: only they may replace or remove it.
     pub uploader: String,
-    /// Unix seconds when it was first put.
+    /// Unix milliseconds when its uploader put this version: newer wins, and a removal
+    /// (tombstone) only beats copies created before it.
     pub created: u64,
 }
 
@@ -56,7 +57,8 @@ mod hex_hash {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<super::Hash, D::Error> {
         let text = String::deserialize(d)?;
         let mut out = [0u8; 32];
-        if text.len() != 64 {
+        // Checked before slicing: the text comes from the network and may hold anything.
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(serde::de::Error::custom("hash must be 64 hex digits"));
         }
         for (i, byte) in out.iter_mut().enumerate() {
@@ -67,10 +69,11 @@ mod hex_hash {
     }
 }
 
-pub fn unix_now() -> u64 {
+/// Unix time in milliseconds.
+pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -266,14 +269,22 @@ impl Store {
         self.dir.join(format!("{}.removed", key.to_hex()))
     }
 
-    /// Remembers that the uploader removed `key`, so stale copies elsewhere are not restored.
+    /// Remembers when the uploader removed `key`, so copies older than that are not restored.
     pub fn mark_removed(&self, key: &Id) -> Result<(), StoreError> {
         let path = self.tombstone_path(key);
-        fs::write(&path, unix_now().to_string()).map_err(io(&path))
+        fs::write(&path, unix_millis().to_string()).map_err(io(&path))
     }
 
-    pub fn is_removed(&self, key: &Id) -> bool {
-        self.tombstone_path(key).exists()
+    /// When `key` was removed (Unix milliseconds), if it was and has not been put again since.
+    pub fn removed_at(&self, key: &Id) -> Option<u64> {
+        let text = fs::read_to_string(self.tombstone_path(key)).ok()?;
+        // An unreadable tombstone still says "removed", as early as possible.
+        Some(text.trim().parse().unwrap_or(0))
+    }
+
+    /// A copy created at `created` was removed after it was made.
+    pub fn removed_since(&self, key: &Id, created: u64) -> bool {
+        self.removed_at(key).is_some_and(|at| at >= created)
     }
 
     /// The uploader put the name again: it lives.
@@ -306,8 +317,20 @@ mod tests {
             hash: *blake3::hash(bytes).as_bytes(),
             role: Role::Owner,
             uploader: "someone".into(),
-            created: unix_now(),
+            created: unix_millis(),
         }
+    }
+
+    #[test]
+    fn hashes_from_the_network_are_checked_before_use() {
+        let good = meta("x", b"x");
+        let text = serde_json::to_string(&good).unwrap();
+        assert_eq!(serde_json::from_str::<FileMeta>(&text).unwrap(), good);
+        // 64 bytes, but not 64 hex digits: a multi-byte character must not split a slice.
+        let hostile = text.replace(&hash_hex(&good.hash), &format!("é{}", "a".repeat(62)));
+        assert!(serde_json::from_str::<FileMeta>(&hostile).is_err());
+        let signed = text.replace(&hash_hex(&good.hash), &format!("+f{}", "a".repeat(62)));
+        assert!(serde_json::from_str::<FileMeta>(&signed).is_err());
     }
 
     #[test]

@@ -22,6 +22,17 @@ pub const TRANSFER_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/tr
 pub const MAX_FRAME: usize = 64 * 1024;
 /// File bytes move in chunks of this size: the memory a transfer holds.
 pub const CHUNK: usize = 256 * 1024;
+/// A transfer that moves no bytes (and gets no answer) for this long has failed.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Bounds one step of a transfer by [`STALL`].
+async fn unstalled<T>(
+    step: impl std::future::Future<Output = Result<T, TransferError>>,
+) -> Result<T, TransferError> {
+    tokio::time::timeout(STALL, step)
+        .await
+        .map_err(|_| TransferError::Stalled(STALL))?
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum TransferRequest {
@@ -49,6 +60,8 @@ pub enum PutReply {
         hash: Hash,
     },
     Refused(String),
+    /// The uploader removed this name after this copy was made: do not keep it anywhere.
+    Removed,
     /// The bytes did not arrive whole or did not match their hash; nothing was stored.
     Failed(String),
 }
@@ -89,6 +102,10 @@ pub enum TransferError {
     /// drops inbound streams while the peer's accept loop is busy). Safe to try again.
     #[error("the peer did not take the transfer stream")]
     NotAccepted,
+    #[error("the uploader removed this file after this copy was made")]
+    Removed,
+    #[error("no data moved for {0:?}: the peer stalled or vanished")]
+    Stalled(std::time::Duration),
 }
 
 /// An I/O failure before the peer's first answer means the peer never saw the request.
@@ -163,7 +180,7 @@ pub async fn send_bytes<W: AsyncWrite + Unpin>(
             return Err(TransferError::Changed);
         }
         hasher.update(&buf[..n]);
-        to.write_all(&buf[..n]).await?;
+        unstalled(async { Ok(to.write_all(&buf[..n]).await?) }).await?;
         done += n as u64;
         if let Some(p) = progress {
             p(done);
@@ -187,7 +204,7 @@ pub async fn receive_bytes<R: AsyncRead + Unpin>(
     let mut done = 0u64;
     while done < size {
         let want = CHUNK.min((size - done) as usize);
-        let n = from.read(&mut buf[..want]).await?;
+        let n = unstalled(async { Ok(from.read(&mut buf[..want]).await?) }).await?;
         if n == 0 {
             return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
@@ -218,22 +235,26 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(local_error(path))?;
     write_frame(stream, &header).await.map_err(before_answer)?;
-    match read_frame::<_, PutReply>(stream)
+    match unstalled(read_frame::<_, PutReply>(stream))
         .await
         .map_err(before_answer)?
     {
         PutReply::Ready => {}
         PutReply::Done { copies, hash } => return Ok((copies, hash)),
+        PutReply::Removed => return Err(TransferError::Removed),
         PutReply::Refused(why) | PutReply::Failed(why) => return Err(TransferError::Refused(why)),
     }
     let hash = send_bytes(&mut file, path, stream, size, progress).await?;
     write_frame(stream, &Trailer { hash }).await?;
+    // No stall bound here: an owner answers once its replicas are made, and each of those
+    // transfers is bounded itself.
     match read_frame::<_, PutReply>(stream).await? {
         PutReply::Done {
             copies,
             hash: stored,
         } if stored == hash => Ok((copies, hash)),
         PutReply::Done { .. } => Err(TransferError::HashMismatch),
+        PutReply::Removed => Err(TransferError::Removed),
         PutReply::Failed(why) | PutReply::Refused(why) => Err(TransferError::Refused(why)),
         PutReply::Ready => Err(TransferError::Protocol("Ready after the data".into())),
     }
@@ -285,7 +306,7 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
         offset,
     };
     write_frame(stream, &request).await.map_err(before_answer)?;
-    let meta = match read_frame::<_, GetReply>(stream)
+    let meta = match unstalled(read_frame::<_, GetReply>(stream))
         .await
         .map_err(before_answer)?
     {

@@ -54,14 +54,24 @@ pub enum WireRequest {
 /// Small file operations that fit in one request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FileRequest {
-    /// What does this node hold?
-    List,
+    /// What does this node hold? Keys after `after` (all from the start when `None`), at most
+    /// [`MAX_LIST_FILES`] per answer.
+    List { after: Option<Id> },
     /// Delete every copy of a file. Only its uploader may ask, and only its owner acts on it.
     Remove { name: String },
     /// The owner tells a replica holder to drop its copy (after a remove).
     Drop { key: Id },
-    /// An owner tells a successor which files it should hold: (key, content hash).
-    Inventory { entries: Vec<(Id, Hash)> },
+    /// An owner tells a successor which files it should hold.
+    Inventory { entries: Vec<InventoryEntry> },
+}
+
+/// One file an owner expects a replica holder to keep.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    pub key: Id,
+    pub hash: Hash,
+    /// When the uploader put this version (Unix ms): a removal after it wins.
+    pub created: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -75,22 +85,21 @@ pub enum WireResponse {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FileResponse {
-    List(Vec<FileMeta>),
+    /// Files in key order; `more` when the list goes on after the last one.
+    List { files: Vec<FileMeta>, more: bool },
     /// How many copies were deleted.
-    Removed {
-        copies: u32,
-    },
-    Dropped,
+    Removed { copies: u32 },
+    /// Whether this node held a copy.
+    Dropped { held: bool },
     /// Of an inventory: keys this node lacks (or holds in another version), and keys that were
     /// removed by their uploader and must not be restored.
-    Inventory {
-        missing: Vec<Id>,
-        removed: Vec<Id>,
-    },
+    Inventory { missing: Vec<Id>, removed: Vec<Id> },
 }
 
 /// Most inventory entries one request carries (well inside the request size limit).
-pub const MAX_INVENTORY: usize = 512;
+pub const MAX_INVENTORY: usize = 256;
+/// Most files one `List` answer carries (names are ≤ 1 KiB: well inside the response limit).
+pub const MAX_LIST_FILES: usize = 512;
 
 /// A node's routing state. `fingers[i]` is successor(id + 2^i) as the node knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
