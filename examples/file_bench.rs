@@ -95,8 +95,17 @@ fn make_file(path: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// `size` bytes from memory over one fresh stream to a peer that reads and discards them.
-async fn bare(transport: &str, size: u64) -> Result<Duration> {
+/// Where a bare transfer takes its bytes from and puts them.
+enum Ends<'a> {
+    /// From a buffer in memory to nowhere: the transport alone.
+    Memory,
+    /// From one file to another, as a hand-written libp2p-stream copy would (no hash, no fsync).
+    Files { src: &'a Path, dst: &'a Path },
+}
+
+/// `size` bytes over one fresh stream between two swarms built like the nodes'.
+async fn bare(transport: &str, size: u64, ends: Ends<'_>) -> Result<Duration> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let config = NodeConfig {
         files: None,
         ..node_config(transport, 1)?
@@ -104,8 +113,16 @@ async fn bare(transport: &str, size: u64) -> Result<Duration> {
     let sender = Node::start(config.clone()).await?;
     let receiver = Node::start(config).await?;
     let mut incoming = receiver.control().accept(BARE)?;
+    let dst = match &ends {
+        Ends::Files { dst, .. } => Some(dst.to_path_buf()),
+        Ends::Memory => None,
+    };
     let drain = tokio::spawn(async move {
         let (_, mut stream) = incoming.next().await.context("no stream")?;
+        let mut out = match &dst {
+            Some(path) => Some(tokio::fs::File::create(path).await?),
+            None => None,
+        };
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
         loop {
@@ -113,7 +130,13 @@ async fn bare(transport: &str, size: u64) -> Result<Duration> {
             if n == 0 {
                 break;
             }
+            if let Some(out) = &mut out {
+                out.write_all(&buf[..n]).await?;
+            }
             total += n as u64;
+        }
+        if let Some(out) = &mut out {
+            out.flush().await?;
         }
         anyhow::Ok(total)
     });
@@ -121,15 +144,26 @@ async fn bare(transport: &str, size: u64) -> Result<Duration> {
         .handle()
         .resolve(parse_target(&receiver.listen_addrs()[0].to_string())?)
         .await?;
-    let buf = vec![7u8; 256 * 1024];
+    let mut buf = vec![7u8; 256 * 1024];
     let started = Instant::now();
+    let mut source = match &ends {
+        Ends::Files { src, .. } => Some(tokio::fs::File::open(src).await?),
+        Ends::Memory => None,
+    };
     let mut stream = sender
         .control()
         .open_stream(peer.addr.peer_id, BARE)
         .await?;
     let mut left = size;
     while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
+        let want = left.min(buf.len() as u64) as usize;
+        let n = match &mut source {
+            Some(file) => file.read(&mut buf[..want]).await?,
+            None => want,
+        };
+        if n == 0 {
+            bail!("source file ended early");
+        }
         stream.write_all(&buf[..n]).await?;
         left -= n as u64;
     }
@@ -187,12 +221,26 @@ async fn run_case(case: &str) -> Result<()> {
     };
     let size = parse_size(size)?;
     let replicas: usize = replicas.parse()?;
-    let bare_time = bare(transport, size).await?;
+    let memory = bare(transport, size, Ends::Memory).await?;
+    let dir = tempfile::tempdir()?;
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    make_file(&src, size)?;
+    let files = bare(
+        transport,
+        size,
+        Ends::Files {
+            src: &src,
+            dst: &dst,
+        },
+    )
+    .await?;
+    drop(dir);
     let (put, get) = through_ring(transport, size, replicas).await?;
     println!(
         "{}",
         serde_json::json!({
-            "bare_s": bare_time.as_secs_f64(),
+            "memory_s": memory.as_secs_f64(),
+            "files_s": files.as_secs_f64(),
             "put_s": put.as_secs_f64(),
             "get_s": get.as_secs_f64(),
         })
@@ -241,28 +289,28 @@ async fn main() -> Result<()> {
         return run_case(case).await;
     }
     println!(
-        "| size | transport | copies | bare stream MB/s | put MB/s | put/bare | get MB/s | get/bare | peak RSS |"
+        "| size | transport | copies | bare mem→mem MB/s | bare file→file MB/s | put MB/s | put/bare | get MB/s | get/bare | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for size_text in &args.sizes {
         let size = parse_size(size_text)?;
         for transport in &args.transports {
             let case = format!("{transport}:{size_text}:{}", args.replicas);
-            let (mut bare, mut put, mut get, mut rss) = (vec![], vec![], vec![], 0u64);
+            let mut rates: [Vec<f64>; 4] = Default::default();
+            let mut rss = 0u64;
             for _ in 0..args.runs {
                 let (v, peak) = spawn_case(&case)?;
-                let rate = |key: &str| size as f64 / 1e6 / v[key].as_f64().unwrap_or(f64::NAN);
-                bare.push(rate("bare_s"));
-                put.push(rate("put_s"));
-                get.push(rate("get_s"));
+                for (at, key) in ["memory_s", "files_s", "put_s", "get_s"].iter().enumerate() {
+                    rates[at].push(size as f64 / 1e6 / v[key].as_f64().unwrap_or(f64::NAN));
+                }
                 rss = rss.max(peak);
             }
-            let (bare, put, get) = (median(bare), median(put), median(get));
+            let [memory, files, put, get] = rates.map(median);
             println!(
-                "| {size_text} | {transport} | {} | {bare:.0} | {put:.0} | {:.2} | {get:.0} | {:.2} | {} MiB |",
+                "| {size_text} | {transport} | {} | {memory:.0} | {files:.0} | {put:.0} | {:.2} | {get:.0} | {:.2} | {} MiB |",
                 args.replicas,
-                put / bare,
-                get / bare,
+                put / files,
+                get / files,
                 rss / MIB
             );
         }

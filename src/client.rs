@@ -9,7 +9,7 @@ use libp2p::identity::Keypair;
 use crate::chord::{self, Id, LookupResult};
 use crate::files::ops::{self, Access, FilesError, GetReport, PutReport};
 use crate::files::transfer::Progress;
-use crate::files::FileMeta;
+use crate::files::{FileMeta, FilesConfig};
 use crate::net::protocol::{check_status, FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse};
 use crate::node::{DataDir, Node, NodeConfig, NodeError};
@@ -144,6 +144,7 @@ impl Client {
             local: None,
             timeout: self.timeout,
             rate_limit: self.rate_limit,
+            direct_wait: FilesConfig::default().direct_wait,
         }
     }
 

@@ -23,6 +23,7 @@ fn config() -> NodeConfig {
         repair_interval: Duration::from_millis(200),
         stale_rounds: 5,
         timeout: Duration::from_secs(5),
+        ..FilesConfig::default()
     });
     config
 }

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chord_p2p::net::RelayLimits;
 use clap::{Parser, Subcommand};
 
 /// A peer-to-peer node on a Chord ring, over libp2p (QUIC by default, TCP too).
@@ -63,8 +64,57 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub repair_interval: Duration,
 
+    /// Reserve a slot on this relay and listen through it, for a node behind a NAT: ring
+    /// members reach it through the relay, and hole punching upgrades to direct connections
+    /// where the NATs allow. A multiaddr (with /p2p/<relay id> or not), IP:PORT or host:PORT;
+    /// repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub relay: Vec<String>,
+
+    /// Also serve circuit relay v2, so nodes behind NATs can be reached through this one.
+    #[arg(long)]
+    pub relay_server: bool,
+
+    /// Relay service: bytes one relayed connection may carry; 0 = no limit. With a limit,
+    /// nodes send no file data through this relay (Chord messages only).
+    #[arg(long, value_name = "BYTES", default_value_t = RelayLimits::default().max_circuit_bytes)]
+    pub relay_max_circuit_bytes: u64,
+
+    /// Relay service: how long one relayed connection may last (it is reopened after).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub relay_max_circuit_duration: Duration,
+
+    /// Relay service: relayed connections at once.
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_circuits)]
+    pub relay_max_circuits: usize,
+
+    /// Relay service: nodes that may hold a reservation at once.
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_reservations)]
+    pub relay_max_reservations: usize,
+
+    /// An address where others reach this node that it cannot see itself (a port forward, a
+    /// public IP in front of it); advertised as it is. Repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external_addr: Vec<libp2p::Multiaddr>,
+
+    /// How long a transfer to a node reached only through a relay waits for hole punching.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub direct_wait: Duration,
+
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+impl NodeArgs {
+    /// The relay service's limits, when it is on.
+    pub fn relay_limits(&self) -> Option<RelayLimits> {
+        self.relay_server.then(|| RelayLimits {
+            max_reservations: self.relay_max_reservations,
+            max_circuits: self.relay_max_circuits,
+            max_circuit_duration: self.relay_max_circuit_duration,
+            max_circuit_bytes: self.relay_max_circuit_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::Args)]

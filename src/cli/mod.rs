@@ -214,8 +214,15 @@ fn listen_addrs(ip_port: Option<(IpAddr, u16)>, args: &NodeArgs) -> Vec<Multiadd
         listen.extend(net::quic_and_tcp(ip, port));
     }
     if listen.is_empty() {
+        // Behind a relay the node is on a real network: listen on every interface, so hole
+        // punching can reuse the port. Otherwise stay on loopback.
+        let ip = if args.relay.is_empty() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        };
         listen.push(
-            Multiaddr::from(IpAddr::from([127, 0, 0, 1]))
+            Multiaddr::from(ip)
                 .with(Protocol::Udp(0))
                 .with(Protocol::QuicV1),
         );
@@ -264,8 +271,16 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         files: Some(FilesConfig {
             replicas: args.replicas.into(),
             repair_interval: args.repair_interval,
+            direct_wait: args.direct_wait,
             ..FilesConfig::default()
         }),
+        relay_server: args.relay_limits(),
+        relays: args
+            .relay
+            .iter()
+            .map(|r| parse_target(r))
+            .collect::<Result<_, _>>()?,
+        external_addrs: args.external_addr.clone(),
         ..NodeConfig::default()
     };
     let target = args.join.as_deref().map(parse_target).transpose()?;

@@ -2,7 +2,7 @@
 
 use chord_p2p::chord::{Id, LookupResult};
 use chord_p2p::files::store::hash_hex;
-use chord_p2p::files::{FileMeta, GetReport, PutReport, Role};
+use chord_p2p::files::{FileMeta, GetReport, PutReport, Role, Via};
 use chord_p2p::net::{Contact, PeerRef, StatusReport};
 use serde_json::{json, Value};
 
@@ -32,6 +32,12 @@ pub fn status_json(report: &StatusReport) -> Value {
         "predecessor": report.predecessor.as_ref().map(node_json),
         "successors": report.successors.iter().map(node_json).collect::<Vec<_>>(),
         "fingers": fingers,
+        "reachability": report.reachability.as_str(),
+        "connections": report.connections.iter().map(|c| json!({
+            "peer_id": c.peer_id.to_string(),
+            "addr": c.addr.to_string(),
+            "relayed": c.relayed,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -108,11 +114,21 @@ pub fn status_text(report: &StatusReport) -> String {
         Some(p) => node_line(p),
         None => "(none)".into(),
     };
+    let connections: Vec<String> = report
+        .connections
+        .iter()
+        .map(|c| {
+            let how = if c.relayed { "relayed" } else { "direct " };
+            format!("  {how}  {}  {}", c.peer_id, c.addr)
+        })
+        .collect();
     format!(
-        "node         {}\npredecessor  {pred}\nsuccessors\n{}\nfingers\n{}",
+        "node         {}\nreachable    {}\npredecessor  {pred}\nsuccessors\n{}\nfingers\n{}\nconnections\n{}",
         node_line(&report.node),
+        report.reachability.as_str(),
         successors_text(report),
-        fingers_text(report)
+        fingers_text(report),
+        connections.join("\n")
     )
 }
 
@@ -124,6 +140,7 @@ pub fn put_json(r: &PutReport) -> Value {
         "hash": hash_hex(&r.hash),
         "owner": node_json(&r.owner),
         "replicas": r.replicas,
+        "via": via_text(r.via),
     })
 }
 
@@ -146,6 +163,7 @@ pub fn get_json(r: &GetReport) -> Value {
         "path": r.path.display().to_string(),
         "from": node_json(&r.from),
         "resumed_from": r.resumed_from,
+        "via": via_text(r.via),
     })
 }
 
@@ -161,6 +179,14 @@ pub fn get_text(r: &GetReport) -> String {
         r.from.addr.peer_id,
         r.path.display()
     )
+}
+
+fn via_text(via: Via) -> &'static str {
+    match via {
+        Via::Local => "local",
+        Via::Direct => "direct",
+        Via::Relayed => "relayed",
+    }
 }
 
 fn role_text(role: Role) -> &'static str {

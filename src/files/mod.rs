@@ -11,7 +11,7 @@ pub mod transfer;
 
 use std::time::Duration;
 
-pub use ops::{Access, FilesError, GetReport, PutReport};
+pub use ops::{Access, FilesError, GetReport, PutReport, Via};
 pub use service::Files;
 pub use store::{FileMeta, Hash, Role};
 
@@ -26,6 +26,9 @@ pub struct FilesConfig {
     pub stale_rounds: u32,
     /// Bound on connecting to a peer and on each control message of a transfer.
     pub timeout: Duration,
+    /// How long a transfer to a peer reached only through a relay waits for hole punching
+    /// to bring a direct connection.
+    pub direct_wait: Duration,
 }
 
 impl Default for FilesConfig {
@@ -35,6 +38,7 @@ impl Default for FilesConfig {
             repair_interval: Duration::from_secs(5),
             stale_rounds: 5,
             timeout: Duration::from_secs(10),
+            direct_wait: Duration::from_secs(5),
         }
     }
 }

@@ -14,7 +14,7 @@ use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_P
 use crate::chord::{Id, LookupResult};
 use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, WireRequest, WireResponse};
-use crate::node::{NodeError, NodeHandle};
+use crate::node::{NodeError, NodeHandle, Route};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -36,6 +36,28 @@ pub enum FilesError {
     Stream { peer: String, reason: String },
     #[error("{peer} answered out of protocol")]
     Protocol { peer: String },
+    #[error(
+        "{peer} can be reached only through relay {relay}, which lets at most {limit} bytes \
+         through a connection: too little for file data. No direct connection came up within \
+         {waited:?} (hole punching cannot get through a symmetric NAT). A relay started with \
+         --relay-max-circuit-bytes 0 carries files"
+    )]
+    RelayTooSmall {
+        peer: String,
+        relay: String,
+        limit: u64,
+        waited: Duration,
+    },
+}
+
+/// How a transfer's bytes travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Within this node (it holds the file itself).
+    Local,
+    Direct,
+    /// Through a relay that carries file data.
+    Relayed,
 }
 
 /// What a put did.
@@ -48,6 +70,8 @@ pub struct PutReport {
     pub owner: PeerRef,
     /// Copies that exist now (the owner's included).
     pub replicas: u32,
+    /// How the bytes reached the owner.
+    pub via: Via,
 }
 
 /// What a get did.
@@ -60,6 +84,8 @@ pub struct GetReport {
     pub from: PeerRef,
     /// Bytes an earlier, interrupted get had already fetched (0: a fresh download).
     pub resumed_from: u64,
+    /// How the bytes came.
+    pub via: Via,
 }
 
 /// How an operation reaches the ring.
@@ -77,6 +103,9 @@ pub struct Access {
     pub timeout: Duration,
     /// Cap on the bytes per second of this side's transfers (`--limit-rate`).
     pub rate_limit: Option<u64>,
+    /// How long a transfer waits for a direct connection when a peer is reachable only
+    /// through a relay.
+    pub direct_wait: Duration,
 }
 
 impl Access {
@@ -91,16 +120,33 @@ impl Access {
         peer.addr.peer_id == self.me
     }
 
-    /// A fresh transfer stream to `peer`.
-    pub async fn open(&self, peer: &PeerRef) -> Result<libp2p::Stream, FilesError> {
+    /// A fresh transfer stream to `peer`, over a direct connection if one comes up in time,
+    /// else through a relay that carries file data; otherwise a clear error.
+    pub async fn open(&self, peer: &PeerRef) -> Result<(libp2p::Stream, Via), FilesError> {
         let stream_error = |reason: String| FilesError::Stream {
             peer: peer.addr.peer_id.to_string(),
             reason,
         };
-        self.node
-            .connect(peer, self.timeout)
+        let route = self
+            .node
+            .connect(peer, self.timeout, self.direct_wait)
             .await
             .map_err(|e| stream_error(e.to_string()))?;
+        let via = match route {
+            Route::Direct => Via::Direct,
+            Route::Relayed {
+                relay,
+                data_limit: Some(limit),
+            } => {
+                return Err(FilesError::RelayTooSmall {
+                    peer: peer.addr.peer_id.to_string(),
+                    relay: relay.to_string(),
+                    limit,
+                    waited: self.direct_wait,
+                })
+            }
+            Route::Relayed { .. } => Via::Relayed,
+        };
         let mut control = self.control.clone();
         match tokio::time::timeout(
             self.timeout,
@@ -108,7 +154,7 @@ impl Access {
         )
         .await
         {
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Ok(stream)) => Ok((stream, via)),
             Ok(Err(e)) => Err(stream_error(e.to_string())),
             Err(_) => Err(stream_error("timed out".into())),
         }
@@ -116,21 +162,25 @@ impl Access {
 
     /// Runs one transfer on a fresh stream to `peer`, on a new stream again when the peer
     /// dropped the last one unseen (see [`TransferError::NotAccepted`]).
-    pub async fn transfer<T, F, Fut>(&self, peer: &PeerRef, mut run: F) -> Result<T, FilesError>
+    pub async fn transfer<T, F, Fut>(
+        &self,
+        peer: &PeerRef,
+        mut run: F,
+    ) -> Result<(T, Via), FilesError>
     where
         F: FnMut(Throttled<libp2p::Stream>) -> Fut,
         Fut: std::future::Future<Output = Result<T, TransferError>>,
     {
         let mut attempt = 0;
         loop {
-            let stream = Throttled::new(self.open(peer).await?, self.rate_limit);
-            match run(stream).await {
+            let (stream, via) = self.open(peer).await?;
+            match run(Throttled::new(stream, self.rate_limit)).await {
                 Err(TransferError::NotAccepted) if attempt < STREAM_ATTEMPTS => {
                     attempt += 1;
                     let pause = rand::random::<u64>() % (25 * attempt);
                     tokio::time::sleep(Duration::from_millis(10 + pause)).await;
                 }
-                other => return other.map_err(FilesError::from),
+                other => return other.map(|t| (t, via)).map_err(FilesError::from),
             }
         }
     }
@@ -142,7 +192,7 @@ impl Access {
         path: &Path,
         header: &TransferRequest,
         progress: Progress<'_>,
-    ) -> Result<(u32, Hash), FilesError> {
+    ) -> Result<((u32, Hash), Via), FilesError> {
         self.transfer(peer, |mut stream| {
             let header = header.clone();
             async move { transfer::put(&mut stream, path, header, progress).await }
@@ -157,7 +207,7 @@ impl Access {
         name: &str,
         out: &Path,
         progress: Progress<'_>,
-    ) -> Result<(super::FileMeta, u64), FilesError> {
+    ) -> Result<((super::FileMeta, u64), Via), FilesError> {
         self.transfer(peer, |mut stream| async move {
             transfer::get(&mut stream, name, out, progress).await
         })
@@ -219,8 +269,11 @@ pub async fn upload(
         uploader: access.me.to_string(),
         created: unix_millis(),
     };
-    let (copies, hash) = match (&access.local, access.is_me(&owner)) {
-        (Some(files), true) => files.store_upload(path, header, progress).await?,
+    let ((copies, hash), via) = match (&access.local, access.is_me(&owner)) {
+        (Some(files), true) => (
+            files.store_upload(path, header, progress).await?,
+            Via::Local,
+        ),
         _ => access.put_to(&owner, path, &header, progress).await?,
     };
     Ok(PutReport {
@@ -230,6 +283,7 @@ pub async fn upload(
         hash,
         owner,
         replicas: copies,
+        via,
     })
 }
 
@@ -246,11 +300,14 @@ pub async fn download(
     let mut last = FilesError::NotFound(name.into());
     for node in candidates(access.lookup(key).await?) {
         let result = match (&access.local, access.is_me(&node)) {
-            (Some(files), true) => files.copy_out(&key, out).await.map(|meta| (meta, 0)),
+            (Some(files), true) => files
+                .copy_out(&key, out)
+                .await
+                .map(|meta| ((meta, 0), Via::Local)),
             _ => access.get_from(&node, name, out, progress).await,
         };
         match result {
-            Ok((meta, resumed_from)) => {
+            Ok(((meta, resumed_from), via)) => {
                 return Ok(GetReport {
                     name: name.into(),
                     size: meta.size,
@@ -258,10 +315,18 @@ pub async fn download(
                     path: out.to_path_buf(),
                     from: node,
                     resumed_from,
+                    via,
                 })
             }
             Err(e) => {
                 tracing::info!(peer = %node.addr.peer_id, "get of {name} failed there: {e}");
+                if matches!(e, FilesError::Transfer(TransferError::HashMismatch)) {
+                    // Tell the holder, so its bad copy goes and repair replaces it.
+                    let (access, node) = (access.clone(), node.clone());
+                    tokio::spawn(async move {
+                        let _ = access.file_request(&node, FileRequest::Check { key }).await;
+                    });
+                }
                 if !matches!(e, FilesError::Transfer(TransferError::NotFound(_)))
                     || matches!(last, FilesError::NotFound(_))
                 {

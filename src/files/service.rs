@@ -29,6 +29,8 @@ use crate::node::{NodeError, NodeHandle, Service};
 const REPAIR_BATCH: usize = 64;
 /// Bytes the integrity scrub re-reads per round.
 const SCRUB_BYTES: u64 = 64 * 1024 * 1024;
+/// A copy re-read on request is not re-read again on request for this long.
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A ring member's files. Cheap to clone.
 #[derive(Clone)]
@@ -46,6 +48,8 @@ struct Inner {
     wake: Notify,
     /// Where the integrity scrub goes on next round.
     scrub_next: Mutex<Option<Id>>,
+    /// Keys re-read on request lately, and when.
+    checked: Mutex<std::collections::HashMap<Id, std::time::Instant>>,
 }
 
 impl Files {
@@ -65,6 +69,7 @@ impl Files {
                 config,
                 wake: Notify::new(),
                 scrub_next: Mutex::new(None),
+                checked: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -83,6 +88,7 @@ impl Files {
             local: Some(self.clone()),
             timeout: self.inner.config.timeout,
             rate_limit: None,
+            direct_wait: self.inner.config.direct_wait,
         }
     }
 
@@ -160,12 +166,10 @@ impl Files {
             }
         };
         write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
-        let sent = send_bytes(&mut file, &path, stream, meta.size - offset, None).await?;
+        // No hashing here: the receiver verifies, and tells this node (Check) when it finds a
+        // bad copy, so the hot path costs one hash, not two.
+        send_bytes(&mut file, &path, stream, meta.size - offset, None, None).await?;
         futures::AsyncWriteExt::close(stream).await?;
-        if offset == 0 && sent != meta.hash {
-            // Serving is scrubbing: a copy that does not match its hash goes; repair restores it.
-            self.drop_corrupt(&meta);
-        }
         Ok(())
     }
 
@@ -424,7 +428,7 @@ impl Files {
             created: meta.created,
         };
         let path = self.inner.store.data_path(&meta.key);
-        let (copies, _) = self.access().put_to(to, &path, &header, None).await?;
+        let ((copies, _), _) = self.access().put_to(to, &path, &header, None).await?;
         Ok(copies)
     }
 
@@ -622,6 +626,29 @@ impl Files {
         }
     }
 
+    /// Someone got a copy of `key` from here that did not match its hash: re-read it now (at
+    /// most once a minute per key, so asking cannot keep this node hashing).
+    async fn on_check(&self, key: Id) -> FileResponse {
+        let Some(meta) = self.inner.store.get(&key) else {
+            return FileResponse::Checked { good: false };
+        };
+        {
+            let mut checked = self.inner.checked.lock().unwrap_or_else(|e| e.into_inner());
+            checked.retain(|_, at| at.elapsed() < CHECK_EVERY);
+            if checked.contains_key(&key) {
+                return FileResponse::Checked { good: true };
+            }
+            checked.insert(key, std::time::Instant::now());
+        }
+        let path = self.inner.store.data_path(&key);
+        let hash = tokio::task::spawn_blocking(move || hash_file(&path)).await;
+        let good = matches!(hash, Ok(Ok(h)) if h == meta.hash);
+        if !good {
+            self.drop_corrupt(&meta);
+        }
+        FileResponse::Checked { good }
+    }
+
     /// Re-reads the next file(s) on disk, up to [`SCRUB_BYTES`] a round, off the async threads.
     async fn scrub(&self) {
         let files = self.clone();
@@ -766,6 +793,7 @@ impl Service for Files {
                 FileRequest::List { after } => Ok(files.list_page(after)),
                 FileRequest::Inventory { entries } => Ok(files.on_inventory(entries)),
                 FileRequest::Drop { key } => files.on_drop(from, key).await,
+                FileRequest::Check { key } => Ok(files.on_check(key).await),
                 FileRequest::Remove { name } => files
                     .remove_as_owner(&name, &from)
                     .await

@@ -7,7 +7,7 @@ pub mod protocol;
 pub mod swarm;
 
 pub use address::{parse_target, quic_and_tcp, with_peer, AddressError, Target};
-pub use protocol::{
-    node_id, peer_ref, Contact, NetConfig, PeerRef, StatusReport, WireRequest, WireResponse,
+pub use protocol::{node_id, peer_ref, Contact, PeerRef, StatusReport, WireRequest, WireResponse};
+pub use swarm::{
+    build_swarm, Behaviour, BehaviourEvent, BuildError, NetConfig, RelayLimits, TransportKind,
 };
-pub use swarm::{build_swarm, Behaviour, BehaviourEvent, BuildError};

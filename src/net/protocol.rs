@@ -2,8 +2,6 @@
 //! request-response, with the checks every message from the network must pass. `docs/PROTOCOL.md`
 //! describes it for implementers in other languages.
 
-use std::time::Duration;
-
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +61,8 @@ pub enum FileRequest {
     Drop { key: Id },
     /// An owner tells a successor which files it should hold.
     Inventory { entries: Vec<InventoryEntry> },
+    /// "The copy of this key you sent me did not match its hash": re-read it now.
+    Check { key: Id },
 }
 
 /// One file an owner expects a replica holder to keep.
@@ -91,6 +91,8 @@ pub enum FileResponse {
     Removed { copies: u32 },
     /// Whether this node held a copy.
     Dropped { held: bool },
+    /// Whether the copy matched its hash when re-read (a bad one is dropped).
+    Checked { good: bool },
     /// Of an inventory: keys this node lacks (or holds in another version), and keys that were
     /// removed by their uploader and must not be restored.
     Inventory { missing: Vec<Id>, removed: Vec<Id> },
@@ -109,7 +111,48 @@ pub struct StatusReport {
     /// Never empty: a node alone lists itself.
     pub successors: Vec<PeerRef>,
     pub fingers: Vec<Option<PeerRef>>,
+    /// Whether peers outside can dial this node, as AutoNAT found.
+    #[serde(default)]
+    pub reachability: Reachability,
+    /// The node's open connections: who it reaches directly and who through a relay.
+    #[serde(default)]
+    pub connections: Vec<ConnectionInfo>,
 }
+
+/// What AutoNAT concluded: can other peers dial this node?
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// Not known yet (or no peer could test it).
+    #[default]
+    Unknown,
+    /// Peers dialed back and got through.
+    Public,
+    /// Peers tried to dial back and could not: behind a NAT or firewall.
+    Private,
+}
+
+impl Reachability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        }
+    }
+}
+
+/// One open connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub peer_id: PeerId,
+    /// The remote address (for a relayed connection, the circuit through the relay).
+    pub addr: Multiaddr,
+    pub relayed: bool,
+}
+
+/// Most connections a status report lists.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -152,7 +195,7 @@ pub fn check_response(response: &Response<Contact>) -> Result<(), ProtocolError>
 }
 
 pub fn check_status(report: &StatusReport) -> Result<(), ProtocolError> {
-    if report.fingers.len() > M {
+    if report.fingers.len() > M || report.connections.len() > MAX_CONNECTIONS {
         return Err(ProtocolError::TooLong);
     }
     check_refs(std::iter::once(&report.node).chain(&report.predecessor))?;
@@ -162,27 +205,6 @@ pub fn check_status(report: &StatusReport) -> Result<(), ProtocolError> {
         check_refs([finger])?;
     }
     Ok(())
-}
-
-/// Timeouts and limits of the transport-facing side.
-#[derive(Clone, Debug)]
-pub struct NetConfig {
-    /// How long a Chord request may take.
-    pub request_timeout: Duration,
-    /// How long an unused connection stays open (ring neighbours talk every stabilize interval).
-    pub idle_timeout: Duration,
-    /// Whether this swarm answers Chord requests (nodes) or only asks (one-shot clients).
-    pub serve: bool,
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        NetConfig {
-            request_timeout: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(60),
-            serve: true,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,16 +11,22 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{Swarm, SwarmEvent};
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+use super::links::{Links, Route};
+use super::relaying::Relaying;
 use super::{DataDir, NodeError, Service};
 use crate::chord::{ChordNode, Event, Id, LookupId, LookupResult, Phase, RequestId};
 use crate::net::dial::{dial_error_text, strip_peer, Dialing};
+use crate::net::protocol::Reachability;
 use crate::net::protocol::{check_request, check_response};
 use crate::net::{
     Behaviour, BehaviourEvent, Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse,
 };
+
+/// How long a relayed connection stays after a direct one to the same peer came up.
+const RELAYED_GRACE: Duration = Duration::from_secs(2);
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
@@ -46,10 +52,17 @@ pub(super) enum Command {
     Leave {
         reply: Reply<()>,
     },
-    /// Make sure a connection to the peer exists (streams need one).
+    /// Make sure a connection to the peer exists (streams need one); when the only one is
+    /// relayed, wait up to `direct_wait` for hole punching to bring a direct one.
     Connect {
         peer: PeerRef,
-        reply: Reply<()>,
+        direct_wait: Duration,
+        reply: Reply<Route>,
+    },
+    /// Reserve a slot on a relay and listen through it.
+    ListenViaRelay {
+        relay: PeerRef,
+        reply: Reply<Multiaddr>,
     },
     Request {
         to: PeerRef,
@@ -66,8 +79,15 @@ struct Resolving {
 
 type PendingReply = BoxFuture<'static, (ResponseChannel<WireResponse>, WireResponse)>;
 
+/// A transfer waiting for a direct connection to `peer`.
+struct WaitingDirect {
+    peer: PeerId,
+    deadline: Instant,
+    reply: Reply<Route>,
+}
+
 pub(super) struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    pub(super) swarm: Swarm<Behaviour>,
     core: ChordNode<Contact>,
     commands: mpsc::Receiver<Command>,
     service: Option<Arc<dyn Service>>,
@@ -77,7 +97,15 @@ pub(super) struct EventLoop {
     user_requests: HashMap<OutboundRequestId, Reply<WireResponse>>,
     lookups: HashMap<LookupId, Reply<LookupResult<Contact>>>,
     resolving: Vec<Resolving>,
-    connecting: HashMap<PeerId, Vec<Reply<()>>>,
+    /// Dials in flight for `Connect`: how long each may wait for a direct path once connected.
+    connecting: HashMap<PeerId, Vec<(Duration, Reply<Route>)>>,
+    waiting_direct: Vec<WaitingDirect>,
+    /// Who is reached directly and who through a relay.
+    pub(super) links: Links,
+    /// Relayed connections to close once a direct one has had time to take over.
+    closing_relayed: Vec<(Instant, PeerId)>,
+    pub(super) relaying: Relaying,
+    pub(super) reachability: Reachability,
     join: Option<Reply<PeerRef>>,
     leaving: Vec<Reply<()>>,
     /// Answers the file service is still working on.
@@ -93,6 +121,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         service: Option<Arc<dyn Service>>,
         data_dir: Option<DataDir>,
+        relaying: Relaying,
     ) -> Self {
         EventLoop {
             swarm,
@@ -104,6 +133,11 @@ impl EventLoop {
             lookups: HashMap::new(),
             resolving: Vec::new(),
             connecting: HashMap::new(),
+            waiting_direct: Vec::new(),
+            links: Links::default(),
+            closing_relayed: Vec::new(),
+            relaying,
+            reachability: Reachability::Unknown,
             join: None,
             leaving: Vec::new(),
             replies: FuturesUnordered::new(),
@@ -138,10 +172,15 @@ impl EventLoop {
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         let dials = self.resolving.iter().map(|r| r.deadline);
+        let waits = self.waiting_direct.iter().map(|w| w.deadline);
+        let closes = self.closing_relayed.iter().map(|(at, _)| *at);
         self.core
             .poll_timeout()
             .into_iter()
             .chain(dials)
+            .chain(waits)
+            .chain(closes)
+            .chain(self.relaying.next_wake())
             .min()
             .unwrap_or(far)
     }
@@ -154,6 +193,50 @@ impl EventLoop {
         self.resolving = waiting;
         for mut r in expired {
             let _ = r.reply.send(Err(r.dialing.timed_out().into()));
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) = self
+            .waiting_direct
+            .drain(..)
+            .partition(|w| w.deadline <= now);
+        self.waiting_direct = waiting;
+        for w in expired {
+            // No direct path came up in time: the relayed one is what there is.
+            let route = self.links.route(&w.peer).ok_or(NodeError::Connect(
+                "the connection closed while waiting for a direct path".into(),
+            ));
+            let _ = w.reply.send(route);
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .closing_relayed
+            .drain(..)
+            .partition(|(at, _)| *at <= now);
+        self.closing_relayed = later;
+        for (_, peer) in due {
+            for id in self.links.redundant_relayed(&peer) {
+                tracing::debug!(%peer, "closing a relayed connection: a direct one exists");
+                self.swarm.close_connection(id);
+            }
+        }
+        self.relay_timers(now);
+    }
+
+    /// Answers a `Connect` now that `peer` is connected: at once if directly, else after a
+    /// bounded wait for hole punching.
+    fn route_ready(&mut self, peer: PeerId, direct_wait: Duration, reply: Reply<Route>) {
+        match self.links.route(&peer) {
+            Some(Route::Relayed { .. }) if !direct_wait.is_zero() => {
+                self.waiting_direct.push(WaitingDirect {
+                    peer,
+                    deadline: Instant::now() + direct_wait,
+                    reply,
+                });
+            }
+            Some(route) => {
+                let _ = reply.send(Ok(route));
+            }
+            None => {
+                let _ = reply.send(Err(NodeError::Connect("not connected".into())));
+            }
         }
     }
 
@@ -206,10 +289,18 @@ impl EventLoop {
                     self.core.leave(now);
                 }
             }
-            Command::Connect { peer, reply } => {
+            Command::Connect {
+                peer,
+                direct_wait,
+                reply,
+            } => {
                 let id = peer.addr.peer_id;
-                if self.swarm.is_connected(&id) || id == *self.swarm.local_peer_id() {
-                    let _ = reply.send(Ok(()));
+                if id == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Ok(Route::Direct));
+                    return;
+                }
+                if self.swarm.is_connected(&id) {
+                    self.route_ready(id, direct_wait, reply);
                     return;
                 }
                 let opts = DialOpts::peer_id(id)
@@ -218,13 +309,17 @@ impl EventLoop {
                     .build();
                 match self.swarm.dial(opts) {
                     Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
-                        self.connecting.entry(id).or_default().push(reply);
+                        self.connecting
+                            .entry(id)
+                            .or_default()
+                            .push((direct_wait, reply));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(NodeError::Connect(dial_error_text(&e))));
                     }
                 }
             }
+            Command::ListenViaRelay { relay, reply } => self.listen_via_relay(relay, reply),
             Command::Request { to, request, reply } => {
                 let id = self
                     .swarm
@@ -247,6 +342,8 @@ impl EventLoop {
             predecessor: self.core.predecessor().cloned(),
             successors,
             fingers: self.core.fingers().to_vec(),
+            reachability: self.reachability,
+            connections: self.links.report(),
         }
     }
 
@@ -254,14 +351,30 @@ impl EventLoop {
         let now = Instant::now();
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Chord(event)) => self.on_rpc_event(now, event),
+            SwarmEvent::Behaviour(event) => self.on_nat_event(event),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
                 endpoint,
                 ..
             } => {
-                for reply in self.connecting.remove(&peer_id).unwrap_or_default() {
-                    let _ = reply.send(Ok(()));
+                self.links.established(peer_id, connection_id, &endpoint);
+                if !endpoint.is_relayed() {
+                    let (direct, waiting): (Vec<_>, Vec<_>) = self
+                        .waiting_direct
+                        .drain(..)
+                        .partition(|w| w.peer == peer_id);
+                    self.waiting_direct = waiting;
+                    for w in direct {
+                        let _ = w.reply.send(Ok(Route::Direct));
+                    }
+                    if !self.links.redundant_relayed(&peer_id).is_empty() {
+                        // Let requests in flight on the relayed connection finish first.
+                        self.closing_relayed.push((now + RELAYED_GRACE, peer_id));
+                    }
+                }
+                for (wait, reply) in self.connecting.remove(&peer_id).unwrap_or_default() {
+                    self.route_ready(peer_id, wait, reply);
                 }
                 let found = self.resolving.iter_mut().enumerate().find_map(|(i, r)| {
                     r.dialing
@@ -282,7 +395,7 @@ impl EventLoop {
                 if let Some(peer) = peer_id {
                     if !self.swarm.is_connected(&peer) {
                         for reply in self.connecting.remove(&peer).unwrap_or_default() {
-                            let _ = reply.send(Err(NodeError::Connect(text.clone())));
+                            let _ = reply.1.send(Err(NodeError::Connect(text.clone())));
                         }
                     }
                 }
@@ -299,7 +412,42 @@ impl EventLoop {
                     }
                 }
             }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.links.closed(peer_id, connection_id);
+                if self.links.route(&peer_id).is_none() {
+                    let (lost, waiting): (Vec<_>, Vec<_>) = self
+                        .waiting_direct
+                        .drain(..)
+                        .partition(|w| w.peer == peer_id);
+                    self.waiting_direct = waiting;
+                    for w in lost {
+                        let _ = w
+                            .reply
+                            .send(Err(NodeError::Connect("connection lost".into())));
+                    }
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => crate::net::dial::root_cause(&e),
+                };
+                self.on_listener_closed(now, listener_id, reason);
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                let reason = crate::net::dial::root_cause(&error);
+                self.on_listener_closed(now, listener_id, reason);
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
+                self.relaying.on_new_listen_addr(&mut self.swarm, &address);
                 let mut me = self.core.me().addr.clone();
                 let address = strip_peer(&address);
                 if !me.addrs.contains(&address) {

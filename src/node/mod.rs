@@ -3,6 +3,8 @@
 
 mod data_dir;
 mod event_loop;
+mod links;
+mod relaying;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,13 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use data_dir::DataDir;
+pub use links::Route;
 
 use crate::chord::{self, ChordNode, Id, JoinError, LookupError, LookupResult};
 use crate::files::{Files, FilesConfig};
 use crate::net::protocol::FileRequest;
 use crate::net::{
-    build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, StatusReport,
-    Target, WireRequest, WireResponse,
+    build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, RelayLimits,
+    StatusReport, Target, TransportKind, WireRequest, WireResponse,
 };
 use event_loop::{Command, EventLoop};
 
@@ -42,6 +45,15 @@ pub struct NodeConfig {
     pub files: Option<FilesConfig>,
     /// How long an unused connection stays open.
     pub idle_timeout: Duration,
+    /// QUIC + TCP, TCP only, or in-memory.
+    pub transport: TransportKind,
+    /// Offer circuit relay v2 to other nodes, with these limits.
+    pub relay_server: Option<RelayLimits>,
+    /// Relays to reserve a slot on and listen through (for a node behind a NAT).
+    pub relays: Vec<Target>,
+    /// Addresses where others can reach this node that it cannot see itself (a port forward,
+    /// a public IP in front of it). Advertised as they are.
+    pub external_addrs: Vec<Multiaddr>,
 }
 
 impl Default for NodeConfig {
@@ -55,6 +67,10 @@ impl Default for NodeConfig {
             chord: chord::Config::default(),
             files: Some(FilesConfig::default()),
             idle_timeout: Duration::from_secs(60),
+            transport: TransportKind::default(),
+            relay_server: None,
+            relays: Vec::new(),
+            external_addrs: Vec::new(),
         }
     }
 }
@@ -77,6 +93,8 @@ pub enum NodeError {
     Join(#[from] JoinError),
     #[error("that address is this node itself")]
     JoinSelf,
+    #[error("relay: {0}")]
+    Relay(String),
     #[error("a join is already under way")]
     JoinInProgress,
     #[error("lookup failed: {0}")]
@@ -126,13 +144,24 @@ impl Node {
             (None, None) => Keypair::generate_ed25519(),
         };
         let peer_id = key.public().to_peer_id();
+        // A node behind a NAT may listen only through relays; it still serves the ring.
+        let serve = !config.listen.is_empty() || !config.relays.is_empty();
         let net = NetConfig {
+            transport: config.transport,
             request_timeout: config.chord.rpc_timeout,
             idle_timeout: config.idle_timeout,
-            serve: !config.listen.is_empty(),
+            serve,
+            relay_server: config.relay_server.clone(),
         };
         let mut swarm = build_swarm(key, &net)?;
-        let addrs = listen(&mut swarm, &config.listen).await?;
+        let mut addrs = listen(&mut swarm, &config.listen).await?;
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+            let addr = crate::net::dial::strip_peer(addr);
+            if !addrs.contains(&addr) {
+                addrs.insert(0, addr);
+            }
+        }
         let me = peer_ref(peer_id, addrs);
         let core = ChordNode::new(me.clone(), config.chord.clone(), std::time::Instant::now());
         let (tx, rx) = mpsc::channel(256);
@@ -179,9 +208,14 @@ impl Node {
             }
         };
         let service = files.clone().map(|f| Arc::new(f) as Arc<dyn Service>);
-        let event_loop = EventLoop::new(swarm, core, rx, service, data_dir);
+        let relaying = relaying::Relaying::new(
+            config.relay_server.is_some(),
+            !config.external_addrs.is_empty(),
+            config.chord.rpc_timeout * 2,
+        );
+        let event_loop = EventLoop::new(swarm, core, rx, service, data_dir, relaying);
         let task = tokio::spawn(event_loop.run());
-        Ok(Node {
+        let mut node = Node {
             handle,
             task,
             helpers,
@@ -189,7 +223,16 @@ impl Node {
             control,
             files,
             _scratch: scratch,
-        })
+        };
+        for target in &config.relays {
+            let relay = node.handle.resolve(target.clone()).await?;
+            node.handle.listen_via_relay(relay).await?;
+        }
+        if !config.relays.is_empty() {
+            // The circuit addresses are part of this node's reference now.
+            node.me = node.handle.status().await?.node;
+        }
+        Ok(node)
     }
 
     pub fn handle(&self) -> NodeHandle {
@@ -369,14 +412,30 @@ impl NodeHandle {
         self.call(|reply| Command::Leave { reply }).await?
     }
 
-    /// Connects to `peer` if not connected yet (file streams need a connection).
-    pub async fn connect(&self, peer: &PeerRef, limit: Duration) -> Result<(), NodeError> {
+    /// Connects to `peer` if not connected yet (file streams need a connection). When the
+    /// only connection is relayed, waits up to `direct_wait` for a direct one (hole punching).
+    pub async fn connect(
+        &self,
+        peer: &PeerRef,
+        limit: Duration,
+        direct_wait: Duration,
+    ) -> Result<Route, NodeError> {
         let peer = peer.clone();
-        match tokio::time::timeout(limit, self.call(|reply| Command::Connect { peer, reply })).await
-        {
+        let call = self.call(|reply| Command::Connect {
+            peer,
+            direct_wait,
+            reply,
+        });
+        match tokio::time::timeout(limit + direct_wait, call).await {
             Ok(result) => result?,
             Err(_) => Err(NodeError::Timeout(limit)),
         }
+    }
+
+    /// Reserves a slot on `relay` and listens through it. Returns the address others dial.
+    pub async fn listen_via_relay(&self, relay: PeerRef) -> Result<Multiaddr, NodeError> {
+        self.call(|reply| Command::ListenViaRelay { relay, reply })
+            .await?
     }
 
     /// Sends one request to `to` and returns its answer.

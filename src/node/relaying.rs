@@ -1,0 +1,250 @@
+//! The event loop's part in crossing NATs: listening through relays (and listening again when
+//! a reservation is lost), offering a relay, and what hole punching and AutoNAT report.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::Swarm;
+use libp2p::{autonat, dcutr, identify, relay, Multiaddr, PeerId};
+
+use super::event_loop::EventLoop;
+use super::NodeError;
+use crate::net::protocol::{PeerRef, Reachability};
+use crate::net::{Behaviour, BehaviourEvent};
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, NodeError>>;
+
+/// How long to wait for identify with a relay before reserving anyway.
+const IDENTIFY_WAIT: Duration = Duration::from_secs(3);
+/// Pause before listening again through a relay whose reservation was lost.
+const RELISTEN_AFTER: Duration = Duration::from_secs(5);
+
+/// One relay this node listens through.
+struct RelayListen {
+    relay: PeerId,
+    /// `<relay address>/p2p/<relay>/p2p-circuit`.
+    circuit: Multiaddr,
+    listener: Option<ListenerId>,
+    /// Not listening yet: start at this time even if identify has not answered.
+    start_by: Option<Instant>,
+    /// The caller of the first reservation, until it is accepted or refused.
+    reply: Option<(Instant, Reply<Multiaddr>)>,
+}
+
+pub(super) struct Relaying {
+    /// This node serves relay v2 and confirms its own listen addresses as external.
+    serve: bool,
+    /// The operator named the external addresses; do not guess them.
+    external_given: bool,
+    listens: Vec<RelayListen>,
+    /// Peers whose identify arrived: our address as they see it is known.
+    identified: HashSet<PeerId>,
+    reserve_timeout: Duration,
+}
+
+impl Relaying {
+    pub fn new(serve: bool, external_given: bool, reserve_timeout: Duration) -> Self {
+        Relaying {
+            serve,
+            external_given,
+            listens: Vec::new(),
+            identified: HashSet::new(),
+            reserve_timeout,
+        }
+    }
+
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.listens
+            .iter()
+            .flat_map(|l| [l.start_by, l.reply.as_ref().map(|(at, _)| *at)])
+            .flatten()
+            .min()
+    }
+
+    /// A relay is reachable where it listens: confirm those addresses (unless the operator
+    /// named them), which also switches the relay service on.
+    pub fn on_new_listen_addr(&self, swarm: &mut Swarm<Behaviour>, address: &Multiaddr) {
+        let circuit = address.iter().any(|p| p == Protocol::P2pCircuit);
+        if self.serve && !self.external_given && !circuit {
+            swarm.add_external_address(address.clone());
+        }
+    }
+}
+
+fn circuit_through(relay: &PeerRef) -> Option<Multiaddr> {
+    let addr = relay.addr.addrs.first()?.clone();
+    Some(
+        addr.with(Protocol::P2p(relay.addr.peer_id))
+            .with(Protocol::P2pCircuit),
+    )
+}
+
+impl EventLoop {
+    /// Reserves a slot on `relay` and listens through it; `reply` gets the circuit address
+    /// others dial, or why the relay refused.
+    pub(super) fn listen_via_relay(&mut self, relay: PeerRef, reply: Reply<Multiaddr>) {
+        let Some(circuit) = circuit_through(&relay) else {
+            let _ = reply.send(Err(NodeError::Relay("the relay has no address".into())));
+            return;
+        };
+        let peer = relay.addr.peer_id;
+        if self.relaying.listens.iter().any(|l| l.relay == peer) {
+            let _ = reply.send(Err(NodeError::Relay("already listening through it".into())));
+            return;
+        }
+        let now = Instant::now();
+        // DCUtR offers the addresses identify observed when a relayed connection opens: wait
+        // for the relay's identify so there is one to offer.
+        let start_by = if self.relaying.identified.contains(&peer) {
+            now
+        } else {
+            now + IDENTIFY_WAIT
+        };
+        let deadline = now + IDENTIFY_WAIT + self.relaying.reserve_timeout;
+        self.relaying.listens.push(RelayListen {
+            relay: peer,
+            circuit,
+            listener: None,
+            start_by: Some(start_by),
+            reply: Some((deadline, reply)),
+        });
+        self.relay_timers(now);
+    }
+
+    fn start_listening(&mut self, at: usize) {
+        let circuit = self.relaying.listens[at].circuit.clone();
+        self.relaying.listens[at].start_by = None;
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(id) => self.relaying.listens[at].listener = Some(id),
+            Err(e) => {
+                let why = crate::net::dial::root_cause(&e);
+                tracing::warn!(%circuit, "cannot listen through the relay: {why}");
+                if let Some((_, reply)) = self.relaying.listens[at].reply.take() {
+                    let _ = reply.send(Err(NodeError::Relay(why)));
+                    self.relaying.listens.remove(at);
+                } else {
+                    self.relaying.listens[at].start_by = Some(Instant::now() + RELISTEN_AFTER);
+                }
+            }
+        }
+    }
+
+    /// Starts listens that are due, and fails first reservations that took too long.
+    pub(super) fn relay_timers(&mut self, now: Instant) {
+        let mut at = 0;
+        while at < self.relaying.listens.len() {
+            let listen = &mut self.relaying.listens[at];
+            if listen
+                .reply
+                .as_ref()
+                .is_some_and(|(deadline, _)| *deadline <= now)
+            {
+                let mut listen = self.relaying.listens.remove(at);
+                if let Some(id) = listen.listener {
+                    self.swarm.remove_listener(id);
+                }
+                if let Some((_, reply)) = listen.reply.take() {
+                    let why = "the relay did not accept a reservation in time".to_string();
+                    let _ = reply.send(Err(NodeError::Relay(why)));
+                }
+                continue;
+            }
+            let due = listen.start_by.is_some_and(|t| t <= now);
+            if due {
+                self.start_listening(at);
+            }
+            at += 1;
+        }
+    }
+
+    /// A listener closed: a relay refused or lost our reservation. The first time, the caller
+    /// hears why; later, the node listens again after a pause.
+    pub(super) fn on_listener_closed(&mut self, now: Instant, id: ListenerId, reason: String) {
+        let Some(at) = self
+            .relaying
+            .listens
+            .iter()
+            .position(|l| l.listener == Some(id))
+        else {
+            tracing::warn!("a listener closed: {reason}");
+            return;
+        };
+        let listen = &mut self.relaying.listens[at];
+        listen.listener = None;
+        if let Some((_, reply)) = listen.reply.take() {
+            let _ = reply.send(Err(NodeError::Relay(reason)));
+            self.relaying.listens.remove(at);
+        } else {
+            tracing::warn!(relay = %listen.relay, "lost the relay reservation ({reason}); listening again soon");
+            listen.start_by = Some(now + RELISTEN_AFTER);
+        }
+    }
+
+    /// Relay, hole punching, AutoNAT and identify events.
+    pub(super) fn on_nat_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::Relay(event) => tracing::debug!("relay service: {event:?}"),
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                Err(e) => tracing::info!(peer = %remote_peer_id, "hole punching failed: {e}"),
+            },
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                self.reachability = match new {
+                    autonat::NatStatus::Public(_) => Reachability::Public,
+                    autonat::NatStatus::Private => Reachability::Private,
+                    autonat::NatStatus::Unknown => Reachability::Unknown,
+                };
+                tracing::info!("reachability: {}", self.reachability.as_str());
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, .. }) => {
+                if self.relaying.identified.insert(peer_id) {
+                    let now = Instant::now();
+                    for listen in &mut self.relaying.listens {
+                        if listen.relay == peer_id && listen.listener.is_none() {
+                            listen.start_by = listen.start_by.map(|_| now);
+                        }
+                    }
+                    self.relay_timers(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                limit,
+                ..
+            } => {
+                let data = limit.as_ref().and_then(|l| l.data_in_bytes());
+                self.links.relay_limit(relay_peer_id, data);
+                let me = *self.swarm.local_peer_id();
+                for listen in &mut self.relaying.listens {
+                    if listen.relay == relay_peer_id {
+                        if let Some((_, reply)) = listen.reply.take() {
+                            let addr = listen.circuit.clone().with(Protocol::P2p(me));
+                            tracing::info!(%addr, "listening through the relay");
+                            let _ = reply.send(Ok(addr));
+                        }
+                    }
+                }
+            }
+            relay::client::Event::OutboundCircuitEstablished {
+                relay_peer_id,
+                limit,
+            } => {
+                let data = limit.as_ref().and_then(|l| l.data_in_bytes());
+                self.links.relay_limit(relay_peer_id, data);
+            }
+            other => tracing::debug!("relay client: {other:?}"),
+        }
+    }
+}
