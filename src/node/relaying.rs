@@ -202,16 +202,16 @@ impl EventLoop {
                 };
                 tracing::info!("reachability: {}", self.reachability.as_str());
             }
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, .. }) => {
-                if self.relaying.identified.insert(peer_id) {
-                    let now = Instant::now();
-                    for listen in &mut self.relaying.listens {
-                        if listen.relay == peer_id && listen.listener.is_none() {
-                            listen.start_by = listen.start_by.map(|_| now);
-                        }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, .. })
+                if self.relaying.identified.insert(peer_id) =>
+            {
+                let now = Instant::now();
+                for listen in &mut self.relaying.listens {
+                    if listen.relay == peer_id && listen.listener.is_none() {
+                        listen.start_by = listen.start_by.map(|_| now);
                     }
-                    self.relay_timers(now);
                 }
+                self.relay_timers(now);
             }
             _ => {}
         }
