@@ -108,7 +108,7 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// The relay service's limits, when it is on.
     pub fn relay_limits(&self) -> Option<RelayLimits> {
-        self.relay_server.then(|| RelayLimits {
+        self.relay_server.then_some(RelayLimits {
             max_reservations: self.relay_max_reservations,
             max_circuits: self.relay_max_circuits,
             max_circuit_duration: self.relay_max_circuit_duration,
