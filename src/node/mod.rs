@@ -155,6 +155,12 @@ impl Node {
         };
         let mut swarm = build_swarm(key, &net)?;
         let mut addrs = listen(&mut swarm, &config.listen).await?;
+        if config.relay_server.is_some() && config.external_addrs.is_empty() {
+            // A relay is reachable where it listens; confirming that also switches it on.
+            for addr in &addrs {
+                swarm.add_external_address(addr.clone());
+            }
+        }
         for addr in &config.external_addrs {
             swarm.add_external_address(addr.clone());
             let addr = crate::net::dial::strip_peer(addr);

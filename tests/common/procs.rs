@@ -32,11 +32,26 @@ pub struct Proc {
 impl Proc {
     /// A node with its own data dir, [`RING_FLAGS`] and `args`.
     pub fn spawn(args: &[&str]) -> Proc {
+        let mut all = args.to_vec();
+        all.extend_from_slice(RING_FLAGS);
+        Proc::spawn_in(&[], &all)
+    }
+
+    /// A node with its own data dir and `args`, run through `wrapper` (e.g. `ip netns exec
+    /// NS`) when it is not empty.
+    pub fn spawn_in(wrapper: &[&str], args: &[&str]) -> Proc {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(args)
             .args(["--data-dir", dir.path().to_str().expect("utf-8 path")])
-            .args(RING_FLAGS)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -56,9 +71,16 @@ impl Proc {
 
     /// A headless node with `--json` output; returns it with its first listen address.
     pub fn node(args: &[&str]) -> (Proc, String) {
+        let mut all = args.to_vec();
+        all.extend_from_slice(RING_FLAGS);
+        Proc::node_in(&[], &all)
+    }
+
+    /// [`Proc::node`] through a wrapper, without the default ring flags.
+    pub fn node_in(wrapper: &[&str], args: &[&str]) -> (Proc, String) {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let p = Proc::spawn(&all);
+        let p = Proc::spawn_in(wrapper, &all);
         let first: Value =
             serde_json::from_str(&p.line(Duration::from_secs(20))).expect("json line");
         assert_eq!(first["event"], "listening", "{first}");
@@ -67,7 +89,7 @@ impl Proc {
             // Skip further listen lines until the join is reported.
             loop {
                 let v: Value =
-                    serde_json::from_str(&p.line(Duration::from_secs(20))).expect("json line");
+                    serde_json::from_str(&p.line(Duration::from_secs(30))).expect("json line");
                 if v["event"] == "joined" {
                     break;
                 }
