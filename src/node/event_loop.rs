@@ -448,19 +448,25 @@ impl EventLoop {
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 self.relaying.on_new_listen_addr(&mut self.swarm, &address);
-                let mut me = self.core.me().addr.clone();
-                let address = strip_peer(&address);
-                if !me.addrs.contains(&address) {
-                    me.addrs.push(address);
-                    self.core.set_my_addr(me);
-                }
+                self.add_my_addr(&address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = strip_peer(&address);
                 let mut me = self.core.me().addr.clone();
                 me.addrs.retain(|a| *a != address);
                 self.core.set_my_addr(me);
             }
             _ => {}
+        }
+    }
+
+    /// Others can reach this node at `address` too: it goes in the node's ring reference.
+    pub(super) fn add_my_addr(&mut self, address: &Multiaddr) {
+        let address = strip_peer(address);
+        let mut me = self.core.me().addr.clone();
+        if !me.addrs.contains(&address) && me.addrs.len() < crate::net::protocol::MAX_ADDRS {
+            me.addrs.push(address);
+            self.core.set_my_addr(me);
         }
     }
 

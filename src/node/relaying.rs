@@ -227,14 +227,20 @@ impl EventLoop {
                 let data = limit.as_ref().and_then(|l| l.data_in_bytes());
                 self.links.relay_limit(relay_peer_id, data);
                 let me = *self.swarm.local_peer_id();
+                let mut circuits = Vec::new();
                 for listen in &mut self.relaying.listens {
                     if listen.relay == relay_peer_id {
+                        circuits.push(listen.circuit.clone());
                         if let Some((_, reply)) = listen.reply.take() {
                             let addr = listen.circuit.clone().with(Protocol::P2p(me));
                             tracing::info!(%addr, "listening through the relay");
                             let _ = reply.send(Ok(addr));
                         }
                     }
+                }
+                // Advertise the circuit now: the listener's own report may come later.
+                for circuit in circuits {
+                    self.add_my_addr(&circuit);
                 }
             }
             relay::client::Event::OutboundCircuitEstablished {
