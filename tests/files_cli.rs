@@ -130,6 +130,17 @@ fn owner_of(name: &str, peer: &str) -> Id {
     hex_id(&v["owner"]).expect("owner id")
 }
 
+/// Runs a one-shot command that must succeed; returns its JSON and its peak RSS.
+fn measured(args: &[&str]) -> (Value, u64) {
+    let (out, rss) = Background::spawn(args).finish(Duration::from_secs(600));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (serde_json::from_slice(&out.stdout).expect("json"), rss)
+}
+
 #[test]
 fn a_gigabyte_goes_up_and_down_in_bounded_memory() {
     let (procs, addrs) = ring(4);
@@ -138,7 +149,7 @@ fn a_gigabyte_goes_up_and_down_in_bounded_memory() {
     let hash = make_file(&src, "gigabyte", 1024 * MIB);
     let identity = dir.path().join("me.key");
 
-    let (out, put_rss) = Background::spawn(&[
+    let (put, put_rss) = measured(&[
         "put",
         src.to_str().expect("utf-8"),
         "--peer",
@@ -146,21 +157,14 @@ fn a_gigabyte_goes_up_and_down_in_bounded_memory() {
         "--identity",
         identity.to_str().expect("utf-8"),
         "--json",
-    ])
-    .finish(Duration::from_secs(600));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let put: Value = serde_json::from_slice(&out.stdout).expect("json");
+    ]);
     assert_eq!(put["size"], 1024 * MIB);
     assert_eq!(put["hash"], hash.as_str());
     assert_eq!(put["replicas"], R_FILES);
     std::fs::remove_file(&src).expect("free the disk");
 
     let target = dir.path().join("back.bin");
-    let (out, get_rss) = Background::spawn(&[
+    let (got, get_rss) = measured(&[
         "get",
         "big.bin",
         "--peer",
@@ -168,13 +172,8 @@ fn a_gigabyte_goes_up_and_down_in_bounded_memory() {
         "-o",
         target.to_str().expect("utf-8"),
         "--json",
-    ])
-    .finish(Duration::from_secs(600));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ]);
+    assert_eq!(got["size"], 1024 * MIB);
     assert_eq!(hash_of(&target), hash, "the gigabyte came back different");
 
     let limit = 100 * MIB;

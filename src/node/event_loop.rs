@@ -220,6 +220,13 @@ impl EventLoop {
         self.relay_timers(now);
     }
 
+    /// The transfers waiting for a direct connection to `peer`, taken out of the queue.
+    fn take_waiting(&mut self, peer: PeerId) -> Vec<WaitingDirect> {
+        let (taken, rest) = self.waiting_direct.drain(..).partition(|w| w.peer == peer);
+        self.waiting_direct = rest;
+        taken
+    }
+
     /// Answers a `Connect` now that `peer` is connected: at once if directly, else after a
     /// bounded wait for hole punching.
     fn route_ready(&mut self, peer: PeerId, direct_wait: Duration, reply: Reply<Route>) {
@@ -360,12 +367,7 @@ impl EventLoop {
             } => {
                 self.links.established(peer_id, connection_id, &endpoint);
                 if !endpoint.is_relayed() {
-                    let (direct, waiting): (Vec<_>, Vec<_>) = self
-                        .waiting_direct
-                        .drain(..)
-                        .partition(|w| w.peer == peer_id);
-                    self.waiting_direct = waiting;
-                    for w in direct {
+                    for w in self.take_waiting(peer_id) {
                         let _ = w.reply.send(Ok(Route::Direct));
                     }
                     if !self.links.redundant_relayed(&peer_id).is_empty() {
@@ -419,12 +421,7 @@ impl EventLoop {
             } => {
                 self.links.closed(peer_id, connection_id);
                 if self.links.route(&peer_id).is_none() {
-                    let (lost, waiting): (Vec<_>, Vec<_>) = self
-                        .waiting_direct
-                        .drain(..)
-                        .partition(|w| w.peer == peer_id);
-                    self.waiting_direct = waiting;
-                    for w in lost {
+                    for w in self.take_waiting(peer_id) {
                         let _ = w
                             .reply
                             .send(Err(NodeError::Connect("connection lost".into())));
