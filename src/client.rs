@@ -32,6 +32,7 @@ pub struct Client {
     node: Node,
     timeout: Duration,
     rate_limit: Option<u64>,
+    direct_wait: Duration,
 }
 
 impl Client {
@@ -58,7 +59,13 @@ impl Client {
             node: Node::start(config).await?,
             timeout,
             rate_limit: None,
+            direct_wait: FilesConfig::default().direct_wait,
         })
+    }
+
+    /// How long a transfer to a node reached only through a relay waits for hole punching.
+    pub fn set_direct_wait(&mut self, wait: Duration) {
+        self.direct_wait = wait;
     }
 
     /// Caps put and get at `bytes_per_sec` (None: as fast as the transport goes).
@@ -144,7 +151,7 @@ impl Client {
             local: None,
             timeout: self.timeout,
             rate_limit: self.rate_limit,
-            direct_wait: FilesConfig::default().direct_wait,
+            direct_wait: self.direct_wait,
         }
     }
 

@@ -39,8 +39,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ADDR")]
     pub join: Option<String>,
 
-    /// Directory for the node's identity (and later its files). Default: a per-user data
-    /// directory named after the listen address; with a random port, nothing is kept.
+    /// Directory for the node's identity and its files (in DIR/files). Default: a per-user
+    /// data directory named after the listen address; with a random port, nothing is kept.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -189,6 +189,10 @@ pub struct ClientArgs {
     /// How long to wait for each connection and answer.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// How long a transfer to a node reached only through a relay waits for hole punching.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub direct_wait: Duration,
 
     /// Identity file of this client (created if missing). Files belong to whoever put them,
     /// so keep it to replace or remove your files later. Default: in the per-user config dir.

@@ -80,15 +80,20 @@ pub fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// Runs a transfer with a progress bar (when stderr is a terminal).
-async fn with_progress<T, F>(total: u64, run: impl FnOnce(Box<dyn Fn(u64) + Send + Sync>) -> F) -> T
+/// A progress callback that drives a bar.
+type Tick = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Runs a transfer with a progress bar (when stderr is a terminal); the transfer says the
+/// total once it knows it.
+async fn with_progress<T, F>(run: impl FnOnce(Tick) -> F) -> T
 where
     F: std::future::Future<Output = T>,
 {
-    let bar = progress_bar(total);
+    let bar = progress_bar(0);
     let shown = bar.clone();
-    let result = run(Box::new(move |done| {
+    let result = run(Box::new(move |done, total| {
         if let Some(bar) = &shown {
+            bar.set_length(total);
             bar.set_position(done);
         }
     }))
@@ -125,15 +130,14 @@ async fn put(
         Some(name) => name,
         None => default_name(file)?,
     };
-    let size = std::fs::metadata(file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .len();
+    // Fail before connecting anywhere if the file is not there.
+    std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
-    let report = with_progress(size, |tick| async move {
-        client.put(&entry, file, &name, Some(&*tick)).await
-    })
-    .await?;
+    client.set_direct_wait(args.direct_wait);
+    let report =
+        with_progress(|tick| async move { client.put(&entry, file, &name, Some(&*tick)).await })
+            .await?;
     emit(if json {
         output::put_json(&report).to_string()
     } else {
@@ -152,10 +156,10 @@ async fn get(
     let out = output_path(name, output)?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
-    let report = with_progress(0, |tick| async move {
-        client.get(&entry, name, &out, Some(&*tick)).await
-    })
-    .await?;
+    client.set_direct_wait(args.direct_wait);
+    let report =
+        with_progress(|tick| async move { client.get(&entry, name, &out, Some(&*tick)).await })
+            .await?;
     emit(if json {
         output::get_json(&report).to_string()
     } else {
@@ -178,11 +182,7 @@ async fn ls(args: &ClientArgs, json: bool) -> Result<()> {
 async fn rm(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
     let (client, entry) = connect(args).await?;
     let copies = client.remove(&entry, name).await?;
-    emit(if json {
-        json!({"name": name, "removed": copies}).to_string()
-    } else {
-        format!("removed {name}: {copies} copies deleted")
-    });
+    emit(output::removed(name, copies, json));
     Ok(())
 }
 

@@ -230,3 +230,12 @@ pub fn files_text(files: &[FileMeta]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// What `rm` prints.
+pub fn removed(name: &str, copies: u32, json: bool) -> String {
+    if json {
+        json!({"name": name, "removed": copies}).to_string()
+    } else {
+        format!("removed {name}: {copies} copies deleted")
+    }
+}

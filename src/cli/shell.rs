@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use chord_p2p::chord::Id;
 use chord_p2p::files::{ops, Files};
 use chord_p2p::net::parse_target;
-use chord_p2p::node::NodeHandle;
+use chord_p2p::node::{leave_informed, NodeHandle};
 use rustyline::error::ReadlineError;
 
 use super::{default_name, output, output_path, with_progress};
@@ -74,7 +74,7 @@ pub fn run(shell: ShellNode, runtime: tokio::runtime::Handle, json: bool) -> Exi
         match (command, rest.as_slice()) {
             ("quit" | "exit", []) => return Exit::Quit,
             ("help", _) => println!("{HELP}"),
-            ("leave", []) => match runtime.block_on(node.leave()) {
+            ("leave", []) => match runtime.block_on(leave_informed(&node, shell.files.as_ref())) {
                 Ok(()) => {
                     println!("left the ring");
                     return Exit::Left;
@@ -137,13 +137,13 @@ async fn file_command(
             } else {
                 rest.join(" ")
             };
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             let access = &access;
             let name = &name;
-            let report = with_progress(size, |tick| async move {
-                ops::upload(access, path, name, Some(&*tick)).await
-            })
-            .await?;
+            let report =
+                with_progress(
+                    |tick| async move { ops::upload(access, path, name, Some(&*tick)).await },
+                )
+                .await?;
             println!(
                 "{}",
                 if json {
@@ -155,7 +155,11 @@ async fn file_command(
         }
         ("get", [name]) | ("get", [name, _]) => {
             let out = output_path(name, args.get(1).map(std::path::PathBuf::from))?;
-            let report = ops::download(&access, name, &out, None).await?;
+            let (access, out) = (&access, &out);
+            let report = with_progress(|tick| async move {
+                ops::download(access, name, out, Some(&*tick)).await
+            })
+            .await?;
             println!(
                 "{}",
                 if json {
@@ -179,7 +183,7 @@ async fn file_command(
         ("rm", [_, ..]) => {
             let name = args.join(" ");
             let copies = ops::remove(&access, &name).await?;
-            println!("removed {name}: {copies} copies deleted");
+            println!("{}", output::removed(&name, copies, json));
         }
         _ => println!("{HELP}"),
     }

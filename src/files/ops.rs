@@ -320,7 +320,9 @@ pub async fn download(
             }
             Err(e) => {
                 tracing::info!(peer = %node.addr.peer_id, "get of {name} failed there: {e}");
-                if matches!(e, FilesError::Transfer(TransferError::HashMismatch)) {
+                if matches!(e, FilesError::Transfer(TransferError::HashMismatch))
+                    && !access.is_me(&node)
+                {
                     // Tell the holder, so its bad copy goes and repair replaces it.
                     let (access, node) = (access.clone(), node.clone());
                     tokio::spawn(async move {

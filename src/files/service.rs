@@ -14,8 +14,8 @@ use super::names::check_name;
 use super::ops::{Access, FilesError};
 use super::store::{unix_millis, FileMeta, Hash, Role, Store, StoreError};
 use super::transfer::{
-    self, read_frame, receive_bytes, send_bytes, write_frame, GetReply, Progress, PutReply,
-    Trailer, TransferError, TransferRequest, CHUNK,
+    self, read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, Progress,
+    PutReply, Trailer, TransferError, TransferRequest, CHUNK,
 };
 use super::FilesConfig;
 use crate::chord::Id;
@@ -214,7 +214,17 @@ impl Files {
                     store.set_role(&key, Role::Owner).map_err(store_error)?;
                 }
                 store.confirm(&key);
-                let copies = self.copies_after(role, &existing).await;
+                let copies = if direct {
+                    self.copies_after(role, &existing).await
+                } else {
+                    // A hand-off to a node that already has the bytes: answer at once (the
+                    // sender waits under a stall bound) and replicate in the background.
+                    if role == Role::Owner {
+                        let (files, meta) = (self.clone(), existing.clone());
+                        tokio::spawn(async move { files.replicate(&meta).await });
+                    }
+                    1
+                };
                 return Ok(PutReply::Done {
                     copies,
                     hash: existing.hash,
@@ -234,7 +244,7 @@ impl Files {
         let path = store.data_path(&key);
         receive_bytes(stream, &mut file, &path, size, &mut hasher, None, 0).await?;
         drop(file);
-        let trailer: Trailer = read_frame(stream).await?;
+        let trailer: Trailer = unstalled(read_frame(stream)).await?;
         let computed: Hash = *hasher.finalize().as_bytes();
         if computed != trailer.hash || hash.is_some_and(|h| h != computed) {
             return Ok(PutReply::Failed(
@@ -772,7 +782,7 @@ async fn copy_hashing(
             .map_err(transfer::local_error(path))?;
         done += n as u64;
         if let Some(p) = progress {
-            p(done);
+            p(done, size);
         }
     }
     target.flush().await.map_err(transfer::local_error(path))?;

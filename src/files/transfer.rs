@@ -26,7 +26,7 @@ pub const CHUNK: usize = 256 * 1024;
 pub const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Bounds one step of a transfer by [`STALL`].
-async fn unstalled<T>(
+pub(crate) async fn unstalled<T>(
     step: impl std::future::Future<Output = Result<T, TransferError>>,
 ) -> Result<T, TransferError> {
     tokio::time::timeout(STALL, step)
@@ -156,8 +156,8 @@ where
     cbor4ii::serde::from_slice(&bytes).map_err(|e| TransferError::Protocol(e.to_string()))
 }
 
-/// Progress callback: bytes done so far.
-pub type Progress<'a> = Option<&'a (dyn Fn(u64) + Send + Sync)>;
+/// Progress callback: bytes done so far, of how many in all.
+pub type Progress<'a> = Option<&'a (dyn Fn(u64, u64) + Send + Sync)>;
 
 /// Copies exactly `size` bytes from `file` to the stream, feeding `hasher` when there is one
 /// (an uploader hashes what it sends; a server leaves checking to the receiver).
@@ -186,7 +186,7 @@ pub async fn send_bytes<W: AsyncWrite + Unpin>(
         unstalled(async { Ok(to.write_all(&buf[..n]).await?) }).await?;
         done += n as u64;
         if let Some(p) = progress {
-            p(done);
+            p(done, size);
         }
     }
     to.flush().await?;
@@ -257,7 +257,7 @@ pub async fn receive_bytes<R: AsyncRead + Unpin>(
             start_writeback(file, path, end - WRITEBACK, WRITEBACK).await?;
         }
         if let Some(p) = progress {
-            p(already + done);
+            p(already + done, already + size);
         }
     }
     file.flush().await.map_err(local_error(path))?;

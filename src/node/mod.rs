@@ -281,10 +281,7 @@ impl Node {
     /// Informed leave: files go to the successor first, then the neighbours are told, then
     /// the node stops.
     pub async fn leave(mut self) -> Result<(), NodeError> {
-        if let Some(files) = &self.files {
-            files.hand_off_all().await;
-        }
-        let result = self.handle.leave().await;
+        let result = leave_informed(&self.handle, self.files.as_ref()).await;
         let _ = (&mut self.task).await;
         result
     }
@@ -297,6 +294,26 @@ impl Node {
         }
         let _ = (&mut self.task).await;
     }
+}
+
+/// How long an informed leave spends handing files to the successor before it tells the
+/// neighbours anyway: the successors already hold replicas, and repair restores the rest.
+pub const HAND_OFF_BUDGET: Duration = Duration::from_secs(3);
+
+/// Informed leave of a running node: hand files to the successor (for at most
+/// [`HAND_OFF_BUDGET`]), then tell the neighbours so they relink at once.
+pub async fn leave_informed(handle: &NodeHandle, files: Option<&Files>) -> Result<(), NodeError> {
+    if let Some(files) = files {
+        if tokio::time::timeout(HAND_OFF_BUDGET, files.hand_off_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "hand-off cut short; the successors' replicas and repair cover the rest"
+            );
+        }
+    }
+    handle.leave().await
 }
 
 /// Listens on every address and waits until each listener reports one: only then is the port
