@@ -65,6 +65,9 @@ struct Args {
     /// Path-length sweep over N = 2^4 … 2^MAX (ignores --nodes).
     #[arg(long)]
     sweep: Option<u32>,
+    /// Route lookups through fingers only, as the paper does (default: every known node).
+    #[arg(long)]
+    finger_routing: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -214,6 +217,7 @@ fn config(args: &Args, n: usize) -> SimConfig {
     cfg.check_every = args.check_every.unwrap_or(if n <= 2000 { 1 } else { 100 });
     cfg.net.loss = args.loss;
     cfg.net.reorder = args.reorder;
+    cfg.chord.finger_routing = args.finger_routing;
     cfg
 }
 

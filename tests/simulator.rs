@@ -72,6 +72,28 @@ fn path_length_is_half_log2_n() {
 }
 
 #[test]
+fn the_core_routing_by_fingers_alone_reproduces_the_paper() {
+    // The paper's closest_preceding_finger walk, run by the core's own lookup state machine
+    // over a real successor list (r = 2·log2 N): ½·log2 N within 10%.
+    for exp in [6u32, 7] {
+        let n = 1usize << exp;
+        let mut config = SimConfig::new(40 + exp as u64, 2 * exp as usize);
+        config.chord.finger_routing = true;
+        let mut sim = Sim::new(config);
+        scenario::grow(&mut sim, n, 0.25, Duration::from_secs(600));
+        settled(&mut sim);
+        let stats = scenario::measure_lookups(&mut sim, 2000, Duration::from_secs(2));
+        let half = exp as f64 / 2.0;
+        assert_eq!((stats.failed, stats.wrong), (0, 0), "N={n}: {stats:?}");
+        assert!(
+            (stats.mean_hops() - half).abs() <= 0.1 * half,
+            "N={n}: mean path {:.3}, want {half} ± 10%",
+            stats.mean_hops()
+        );
+    }
+}
+
+#[test]
 fn small_rings_route_at_least_as_well_as_the_paper() {
     // At N = 16 the core is ~11% under ½·log2 N: it also routes through its predecessor, so a
     // key just behind the asking node takes 1 hop where the paper's finger walk takes ~log2 N.

@@ -61,6 +61,9 @@ pub struct Lookup<A> {
     waiting: Option<Id>,
     hops: u32,
     verify: bool,
+    /// Take the answerer's successors between it and the key as next hops too (the default);
+    /// off, only the nodes it offered count, as in the paper's finger walk.
+    via_successors: bool,
     /// From the answerer closest to the key so far: its successors at or past the key. If
     /// routing runs out of live nodes, the first live one of these is the owner.
     fallback: Option<(Id, Vec<NodeRef<A>>)>,
@@ -79,17 +82,25 @@ impl<A: Clone> Lookup<A> {
             waiting: None,
             hops,
             verify: false,
+            via_successors: true,
             fallback: None,
             outcome: None,
         }
     }
 
     /// A lookup that begins with the answer of the asking node `me` for the key.
-    pub fn from_local_step(me: Id, key: Id, step: LookupStep<A>) -> Self {
-        let mut lookup = Lookup::new(key, Vec::new(), 0);
+    pub fn from_local_step(me: Id, key: Id, step: LookupStep<A>, finger_routing: bool) -> Self {
+        let mut lookup = Lookup::new(key, Vec::new(), 0).finger_routing(finger_routing);
         lookup.waiting = Some(me);
         lookup.on_response(&me, step);
         lookup
+    }
+
+    /// Route through the nodes answerers offer only, not their successor lists (the paper's
+    /// routing, for measuring against it).
+    pub fn finger_routing(mut self, on: bool) -> Self {
+        self.via_successors = !on;
+        self
     }
 
     /// Check that the owner is alive before reporting it (falling back to its successors).
@@ -188,6 +199,11 @@ impl<A: Clone> Lookup<A> {
                 let (between, past): (Vec<_>, Vec<_>) = successors
                     .into_iter()
                     .partition(|s| s.id.in_open(from, &key));
+                let between = if self.via_successors {
+                    between
+                } else {
+                    Vec::new()
+                };
                 let mut closer: Vec<NodeRef<A>> = nodes
                     .into_iter()
                     .chain(between)
@@ -377,12 +393,14 @@ mod tests {
             owner: node(20),
             backups: vec![],
         };
-        let mut l = Lookup::from_local_step(key(10), key(15), step.clone()).verify_owner(true);
+        let mut l =
+            Lookup::from_local_step(key(10), key(15), step.clone(), false).verify_owner(true);
         assert_eq!(l.next_action(), Next::Verify(node(20)));
         l.on_failure(&key(20));
         assert_eq!(l.next_action(), Next::Finished);
         assert_eq!(l.outcome(), Some(&Err(LookupError::Unreachable)));
-        let mut unverified = Lookup::from_local_step(key(10), key(15), step).verify_owner(false);
+        let mut unverified =
+            Lookup::from_local_step(key(10), key(15), step, false).verify_owner(false);
         assert_eq!(unverified.next_action(), Next::Finished);
         assert_eq!(unverified.outcome().unwrap().as_ref().unwrap().hops, 0);
     }

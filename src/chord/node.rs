@@ -29,6 +29,10 @@ pub struct Config {
     /// Ping the owner a lookup found before reporting it, falling back to its successors, so a
     /// crashed owner is never reported while the ring repairs itself. Costs one round trip.
     pub verify_owner: bool,
+    /// Route lookups through fingers only, as the Chord paper's closest_preceding_finger does,
+    /// instead of through every known node (successor list and predecessor too). Shorter paths
+    /// are the default; this is for measuring against the paper.
+    pub finger_routing: bool,
 }
 
 impl Default for Config {
@@ -39,6 +43,7 @@ impl Default for Config {
             rpc_timeout: Duration::from_secs(3),
             lookup_candidates: 3,
             verify_owner: true,
+            finger_routing: false,
         }
     }
 }
@@ -262,7 +267,9 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         }
         self.phase = Phase::Joining;
         // successor(me) is found by asking the ring, never this lonely node.
-        let lookup = Lookup::new(self.id(), vec![via], 0).verify_owner(self.config.verify_owner);
+        let lookup = Lookup::new(self.id(), vec![via], 0)
+            .verify_owner(self.config.verify_owner)
+            .finger_routing(self.config.finger_routing);
         self.start_lookup(now, lookup, Purpose::Join);
         Ok(())
     }
@@ -276,7 +283,9 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// Starts a lookup that asks `start` first instead of consulting this node's own table: for
     /// clients that are not ring members, and for asking a particular ring.
     pub fn lookup_from(&mut self, now: Instant, key: Id, start: NodeRef<A>) -> LookupId {
-        let lookup = Lookup::new(key, vec![start], 0).verify_owner(self.config.verify_owner);
+        let lookup = Lookup::new(key, vec![start], 0)
+            .verify_owner(self.config.verify_owner)
+            .finger_routing(self.config.finger_routing);
         self.start_lookup(now, lookup, Purpose::User)
     }
 
@@ -317,10 +326,11 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// follow-up work (rectify's ping) is queued as transmits.
     pub fn handle_request(&mut self, now: Instant, request: Request<A>) -> Response<A> {
         match request {
-            Request::FindSuccessor { key } => Response::Step(
-                self.routing
-                    .lookup_step(&key, self.config.lookup_candidates),
-            ),
+            Request::FindSuccessor { key } => Response::Step(self.routing.lookup_step(
+                &key,
+                self.config.lookup_candidates,
+                self.config.finger_routing,
+            )),
             Request::GetNeighbours => Response::Neighbours {
                 predecessor: self.routing.predecessor().cloned(),
                 successors: self.routing.successors().to_vec(),
@@ -660,8 +670,11 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// node is a candidate (not only the few a remote answer carries), so a lookup started here
     /// can route around as many failures as this node knows ways past.
     fn local_lookup(&self, key: Id) -> Lookup<A> {
-        let step = self.routing.lookup_step(&key, usize::MAX);
-        Lookup::from_local_step(self.id(), key, step).verify_owner(self.config.verify_owner)
+        let step = self
+            .routing
+            .lookup_step(&key, usize::MAX, self.config.finger_routing);
+        Lookup::from_local_step(self.id(), key, step, self.config.finger_routing)
+            .verify_owner(self.config.verify_owner)
     }
 
     fn start_lookup(&mut self, now: Instant, lookup: Lookup<A>, purpose: Purpose) -> LookupId {
@@ -680,9 +693,11 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             match task.lookup.next_action() {
                 Next::Ask(node) if node.id == self.routing.me().id => {
                     // A path can lead back here (during joins, or stale views): answer locally.
-                    let step = self
-                        .routing
-                        .lookup_step(&task.lookup.key(), self.config.lookup_candidates);
+                    let step = self.routing.lookup_step(
+                        &task.lookup.key(),
+                        self.config.lookup_candidates,
+                        self.config.finger_routing,
+                    );
                     let me = node.id;
                     if let Some(task) = self.lookups.get_mut(&id) {
                         task.lookup.on_response(&me, step);

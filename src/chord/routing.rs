@@ -117,10 +117,15 @@ impl<A: Clone> Routing<A> {
     }
 
     /// Up to `k` distinct known nodes strictly between this node and `key`, closest to the key
-    /// first: the next nodes to ask, and the fallbacks if the first does not answer.
-    pub fn closest_preceding(&self, key: &Id, k: usize) -> Vec<NodeRef<A>> {
-        let mut found: Vec<&NodeRef<A>> = self
-            .known()
+    /// first: the next nodes to ask, and the fallbacks if the first does not answer. With
+    /// `fingers_only`, only finger entries count (the paper's closest_preceding_finger).
+    pub fn closest_preceding(&self, key: &Id, k: usize, fingers_only: bool) -> Vec<NodeRef<A>> {
+        let candidates: Box<dyn Iterator<Item = &NodeRef<A>>> = if fingers_only {
+            Box::new(self.fingers.iter().flatten().filter(|n| n.id != self.me.id))
+        } else {
+            Box::new(self.known())
+        };
+        let mut found: Vec<&NodeRef<A>> = candidates
             .filter(|n| n.id.in_open(&self.me.id, key))
             .collect();
         found.sort_by_key(|n| n.id.distance_to(key));
@@ -129,7 +134,7 @@ impl<A: Clone> Routing<A> {
     }
 
     /// This node's answer to "who is successor(key)?".
-    pub fn lookup_step(&self, key: &Id, k: usize) -> LookupStep<A> {
+    pub fn lookup_step(&self, key: &Id, k: usize, fingers_only: bool) -> LookupStep<A> {
         let succ = self.successor();
         if key.in_half_open(&self.me.id, &succ.id) {
             return LookupStep::Found {
@@ -137,7 +142,11 @@ impl<A: Clone> Routing<A> {
                 backups: self.successors.iter().skip(1).cloned().collect(),
             };
         }
-        let nodes = self.closest_preceding(key, k);
+        let mut nodes = self.closest_preceding(key, k, fingers_only);
+        if nodes.is_empty() && fingers_only {
+            // Fingers not learned yet: the successor list still leads on.
+            nodes = self.closest_preceding(key, k, false);
+        }
         if nodes.is_empty() {
             // Unreachable while `succ` is in (me, key); kept total for safety.
             return LookupStep::Found {
@@ -178,7 +187,7 @@ mod tests {
     #[test]
     fn alone_owns_everything() {
         let r = Routing::new(node(10), 4);
-        match r.lookup_step(&node(200).id, 3) {
+        match r.lookup_step(&node(200).id, 3, false) {
             LookupStep::Found { owner, .. } => assert_eq!(owner.addr, 10),
             other => panic!("unexpected {other:?}"),
         }
@@ -192,10 +201,10 @@ mod tests {
         r.set_finger(6, node(60));
         // 15 is in (10, 20]: the successor owns it.
         assert!(
-            matches!(r.lookup_step(&node(15).id, 3), LookupStep::Found { owner, .. } if owner.addr == 20)
+            matches!(r.lookup_step(&node(15).id, 3, false), LookupStep::Found { owner, .. } if owner.addr == 20)
         );
         // 90: ask the nodes before it, closest first; 100 is past the key.
-        match r.lookup_step(&node(90).id, 3) {
+        match r.lookup_step(&node(90).id, 3, false) {
             LookupStep::Closer { nodes, .. } => {
                 assert_eq!(
                     nodes.iter().map(|n| n.addr).collect::<Vec<_>>(),
