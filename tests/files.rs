@@ -17,7 +17,11 @@ const R_FILES: usize = 3;
 const SETTLE: Duration = Duration::from_secs(40);
 
 fn config() -> NodeConfig {
-    let mut config = test_config(QUIC);
+    config_over(QUIC)
+}
+
+fn config_over(listen: &str) -> NodeConfig {
+    let mut config = test_config(listen);
     config.files = Some(FilesConfig {
         replicas: R_FILES,
         repair_interval: Duration::from_millis(200),
@@ -162,7 +166,11 @@ async fn all_gettable(nodes: &[&Node], dir: &Path, names: &[(String, Hash)]) {
 }
 
 async fn settled_ring(n: usize, seed: u64) -> Vec<Node> {
-    let nodes = ring_one_by_one(n, &config(), seed).await;
+    settled_ring_over(QUIC, n, seed).await
+}
+
+async fn settled_ring_over(listen: &str, n: usize, seed: u64) -> Vec<Node> {
+    let nodes = ring_one_by_one(n, &config_over(listen), seed).await;
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     nodes
@@ -312,7 +320,8 @@ async fn a_corrupt_copy_is_noticed_served_around_and_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_whose_source_dies_resumes_from_a_replica() {
-    let nodes = settled_ring(5, 17).await;
+    // Over TCP, so file transfers are exercised on both transports (the others use QUIC).
+    let nodes = settled_ring_over(TCP, 5, 17).await;
     let refs: Vec<&Node> = nodes.iter().collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let bytes = content(5, 24 << 20);
@@ -339,23 +348,34 @@ async fn a_get_whose_source_dies_resumes_from_a_replica() {
     let owner = nodes.remove(at);
     let out = dir.path().join("big.out");
     let partial = dir.path().join(".big.out.chord-part");
+    // The get reports its progress; once 4 MiB have arrived the owner dies. (Polling the
+    // partial file instead lags behind under load, and the get could finish first.)
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
+    let report_progress = move |done: u64, _total: u64| {
+        let _ = progress_tx.send(done);
+    };
     let killed_at = async {
-        wait_for(
+        // (The borrow wait_for returns is dropped at once: held, it would block the sender.)
+        let arrived = tokio::time::timeout(
             Duration::from_secs(20),
-            "partial download grows",
-            || async {
-                match std::fs::metadata(&partial) {
-                    Ok(m) if m.len() >= 4 << 20 => Ok(()),
-                    other => Err(format!("{:?}", other.map(|m| m.len()))),
-                }
-            },
+            progress.wait_for(|done| *done >= 4 << 20),
         )
-        .await;
+        .await
+        .is_ok_and(|seen| seen.is_ok());
+        assert!(arrived, "the download did not start");
         let size = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
         owner.kill().await;
         size
     };
-    let (got, killed_at) = tokio::join!(client.get(&entry, "big.iso", &out, None), killed_at);
+    let both = async {
+        tokio::join!(
+            client.get(&entry, "big.iso", &out, Some(&report_progress)),
+            killed_at
+        )
+    };
+    let (got, killed_at) = tokio::time::timeout(Duration::from_secs(60), both)
+        .await
+        .expect("the get ends within a minute");
     let got = got.expect("the get finishes from a replica");
     assert_ne!(got.from.id, report.owner.id);
     assert!(

@@ -48,6 +48,9 @@ impl Default for Config {
     }
 }
 
+/// Stabilize rounds a node waits for its only known peer before it concludes it is alone.
+const LONE_PATIENCE: u32 = 5;
+
 /// Identifies a request this core sent; the driver hands it back with the answer.
 pub type RequestId = u64;
 /// Identifies a lookup started with [`ChordNode::lookup`].
@@ -172,6 +175,8 @@ pub struct ChordNode<A> {
     /// When the next round of periodic work (stabilize, check_predecessor, fix_fingers) is due.
     periodic_at: Instant,
     stabilizing: bool,
+    /// Stabilize rounds in a row that the only known other node has not answered.
+    lone_successor_misses: u32,
     finger_lookup: Option<LookupId>,
     next_finger: usize,
 }
@@ -192,6 +197,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             next_request: 0,
             next_lookup: 0,
             stabilizing: false,
+            lone_successor_misses: 0,
             finger_lookup: None,
             next_finger: 0,
         }
@@ -363,7 +369,10 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                     predecessor,
                     successors,
                 },
-            ) => self.on_successor_neighbours(now, succ, predecessor, successors),
+            ) => {
+                self.lone_successor_misses = 0;
+                self.on_successor_neighbours(now, succ, predecessor, successors)
+            }
             (Op::StabilizeCandidate { candidate, .. }, Response::Neighbours { successors, .. }) => {
                 self.adopt_successors(candidate.clone(), successors);
                 self.notify(now, candidate);
@@ -783,10 +792,21 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             Op::Stabilize { succ } => {
                 // Drop the dead successor and go on with the next live entry at once.
                 let old = self.routing.successor().clone();
+                let last_one = self.routing.successors().len() == 1;
+                let fallback = self.routing.nearest_known(&succ.id);
+                if last_one && fallback.is_none() && self.lone_successor_misses < LONE_PATIENCE {
+                    // The only node this one knows did not answer. One lost message is no
+                    // proof of death, and giving up would split the ring in two: keep it,
+                    // and ask again next round.
+                    self.lone_successor_misses += 1;
+                    self.stabilizing = false;
+                    return true;
+                }
+                self.lone_successor_misses = 0;
                 self.routing.remove_successor(&succ.id);
                 self.routing.forget_finger(&succ.id);
                 if self.routing.is_alone() {
-                    if let Some(next) = self.routing.nearest_known(&succ.id) {
+                    if let Some(next) = fallback {
                         self.routing.set_successors([next]);
                     }
                 }

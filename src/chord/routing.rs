@@ -65,17 +65,25 @@ impl<A: Clone> Routing<A> {
         &self.fingers
     }
 
-    /// Replaces the successor list by `entries` in order: duplicates skipped, cut where the list
-    /// comes back round to this node (a node is in its own list only when alone), trimmed to r.
+    /// Replaces the successor list by `entries` in order: duplicates skipped, trimmed to r, and
+    /// cut where the list stops going clockwise from this node. A list copied from a successor
+    /// that does not know this node yet runs on round the ring to nodes between this one and
+    /// that successor; those entries would put the list out of ring order (Zave's
+    /// OrderedSuccessorLists), so they go. A node is in its own list only when alone.
     pub fn set_successors(&mut self, entries: impl IntoIterator<Item = NodeRef<A>>) {
         let mut list: Vec<NodeRef<A>> = Vec::with_capacity(self.r);
         for node in entries {
-            if node.id == self.me.id || list.len() == self.r {
+            if list.len() == self.r {
                 break;
             }
-            if !list.iter().any(|n| n.id == node.id) {
-                list.push(node);
+            if list.iter().any(|n| n.id == node.id) {
+                continue;
             }
+            let last = list.last().map_or(self.me.id, |n| n.id);
+            if !node.id.in_open(&last, &self.me.id) {
+                break;
+            }
+            list.push(node);
         }
         self.successors = list;
     }
@@ -182,6 +190,17 @@ mod tests {
         assert_eq!(ids, vec![20, 30]);
         r.set_successors((1..=9).map(|i| node(10 + i)));
         assert_eq!(r.successors().len(), 4);
+    }
+
+    #[test]
+    fn a_copied_list_is_cut_where_it_would_pass_this_node() {
+        // Regression (simulator, joins under loss): 60's list ran on round the ring to 30, a
+        // node between 10 and 50 that 50 knows and 10 does not know yet. Taken whole, 10's
+        // list would name 30 after 200, out of ring order.
+        let mut r = Routing::new(node(10), 8);
+        r.set_successors([node(50), node(60), node(200), node(30), node(40)]);
+        let ids: Vec<u8> = r.successors().iter().map(|n| n.addr).collect();
+        assert_eq!(ids, vec![50, 60, 200]);
     }
 
     #[test]

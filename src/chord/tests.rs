@@ -274,6 +274,29 @@ fn a_dead_successor_is_dropped_and_the_next_one_asked_at_once() {
 }
 
 #[test]
+fn a_lost_answer_from_the_only_other_node_does_not_split_the_ring() {
+    // Regression (simulator, 5% loss): one unanswered stabilize made the second node of a
+    // two-node ring believe it was alone, leaving two rings.
+    let mut pump = Pump::new(3);
+    let a = pump.add(0);
+    pump.join(1, 0);
+    pump.run(Duration::from_secs(1), STEP);
+    let b = id_of(1);
+    assert_eq!(pump.node(&b).successor().id, a);
+    // A goes silent for one stabilize round (its answers are lost), then is back.
+    let silent = pump.nodes.remove(&a).expect("a");
+    pump.run(Duration::from_millis(200), STEP);
+    assert_eq!(pump.node(&b).successor().id, a, "gave up on a live node");
+    pump.nodes.insert(a, silent);
+    pump.run(Duration::from_secs(2), STEP);
+    pump.check_exact().unwrap();
+    // Gone for good: after a few silent rounds the survivor is alone and whole again.
+    pump.nodes.remove(&a);
+    pump.run(Duration::from_secs(2), STEP);
+    assert_eq!(pump.node(&b).successor().id, b);
+}
+
+#[test]
 fn informed_leave_relinks_both_neighbours_in_one_exchange() {
     let mut pump = Pump::new(3);
     pump.add(0);

@@ -101,14 +101,22 @@ impl Files {
 
     /// Accepts transfer streams until the node stops. Always polling: libp2p-stream drops
     /// inbound streams nobody is waiting for.
+    /// The transfers run in a set owned by this task, so stopping the node stops them too.
     pub async fn serve(self, mut incoming: libp2p_stream::IncomingStreams) {
-        while let Some((peer, stream)) = incoming.next().await {
-            let files = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = files.serve_stream(peer, stream).await {
-                    tracing::info!(%peer, "transfer ended with an error: {e}");
+        let mut transfers = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { return };
+                    let files = self.clone();
+                    transfers.spawn(async move {
+                        if let Err(e) = files.serve_stream(peer, stream).await {
+                            tracing::info!(%peer, "transfer ended with an error: {e}");
+                        }
+                    });
                 }
-            });
+                Some(_) = transfers.join_next(), if !transfers.is_empty() => {}
+            }
         }
     }
 
