@@ -30,6 +30,7 @@ pub enum ClientError {
 
 pub struct Client {
     node: Node,
+    identity: Keypair,
     timeout: Duration,
     rate_limit: Option<u64>,
     direct_wait: Duration,
@@ -47,7 +48,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let config = NodeConfig {
             listen: Vec::new(),
-            identity: Some(identity),
+            identity: Some(identity.clone()),
             files: None,
             chord: chord::Config {
                 rpc_timeout: timeout,
@@ -57,6 +58,7 @@ impl Client {
         };
         Ok(Client {
             node: Node::start(config).await?,
+            identity,
             timeout,
             rate_limit: None,
             direct_wait: FilesConfig::default().direct_wait,
@@ -148,6 +150,7 @@ impl Client {
             control: self.node.control(),
             via: Some(entry.clone()),
             me: self.node.peer_id(),
+            identity: self.identity.clone(),
             local: None,
             timeout: self.timeout,
             rate_limit: self.rate_limit,

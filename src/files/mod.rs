@@ -5,6 +5,7 @@
 pub mod names;
 pub mod ops;
 mod service;
+pub mod signing;
 pub mod store;
 pub mod throttle;
 pub mod transfer;

@@ -98,6 +98,8 @@ pub struct Access {
     pub via: Option<PeerRef>,
     /// Whoever acts: the uploader of what is put.
     pub me: PeerId,
+    /// The key of `me`, which signs what it uploads.
+    pub identity: libp2p::identity::Keypair,
     /// The local file service, when this node is a member: lets it serve itself.
     pub local: Option<Files>,
     pub timeout: Duration,
@@ -193,9 +195,16 @@ impl Access {
         header: &TransferRequest,
         progress: Progress<'_>,
     ) -> Result<((u32, Hash), Via), FilesError> {
+        // Uploads (this node is the uploader) sign; copies carry the uploader's signature.
+        let signer = match header {
+            TransferRequest::Put { uploader, .. } if *uploader == self.me.to_string() => {
+                Some(&self.identity)
+            }
+            _ => None,
+        };
         self.transfer(peer, |mut stream| {
             let header = header.clone();
-            async move { transfer::put(&mut stream, path, header, progress).await }
+            async move { transfer::put(&mut stream, path, header, signer, progress).await }
         })
         .await
     }
@@ -268,6 +277,7 @@ pub async fn upload(
         role: Role::Owner,
         uploader: access.me.to_string(),
         created: unix_millis(),
+        signature: Vec::new(),
     };
     let ((copies, hash), via) = match (&access.local, access.is_me(&owner)) {
         (Some(files), true) => (

@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
+use libp2p::identity::Keypair;
 use libp2p::{PeerId, Stream};
 use tokio::sync::Notify;
 
 use super::names::check_name;
 use super::ops::{Access, FilesError};
-use super::store::{unix_millis, FileMeta, Hash, Role, Store, StoreError};
+use super::signing;
+use super::store::{FileMeta, Hash, Role, Store, StoreError};
 use super::transfer::{
     self, read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, Progress,
     PutReply, Trailer, TransferError, TransferRequest, CHUNK,
@@ -43,6 +45,8 @@ struct Inner {
     node: NodeHandle,
     control: libp2p_stream::Control,
     me: PeerId,
+    /// Signs this node's own uploads.
+    identity: Keypair,
     config: FilesConfig,
     /// Wakes the repair loop early when the ring around this node changed.
     wake: Notify,
@@ -57,7 +61,7 @@ impl Files {
         dir: &Path,
         node: NodeHandle,
         control: libp2p_stream::Control,
-        me: PeerId,
+        identity: Keypair,
         config: FilesConfig,
     ) -> Result<Files, StoreError> {
         Ok(Files {
@@ -65,7 +69,8 @@ impl Files {
                 store: Store::open(dir)?,
                 node,
                 control,
-                me,
+                me: identity.public().to_peer_id(),
+                identity,
                 config,
                 wake: Notify::new(),
                 scrub_next: Mutex::new(None),
@@ -85,6 +90,7 @@ impl Files {
             control: self.inner.control.clone(),
             via: None,
             me: self.inner.me,
+            identity: self.inner.identity.clone(),
             local: Some(self.clone()),
             timeout: self.inner.config.timeout,
             rate_limit: None,
@@ -196,6 +202,7 @@ impl Files {
             role,
             uploader,
             created,
+            signature,
         } = header
         else {
             return Err(TransferError::Protocol("not a put".into()));
@@ -206,8 +213,20 @@ impl Files {
         let key = Id::hash(name.as_bytes());
         let store = &self.inner.store;
         let direct = uploader == peer.to_string();
-        if !direct && store.removed_since(&key, created) {
-            return Ok(PutReply::Removed);
+        if !direct {
+            // A copy passed on by another node: it must carry its uploader's signature.
+            let signed = hash.is_some_and(|h| {
+                let said = signing::statement(&name, size, &h, created, &uploader);
+                signing::verify(&uploader, &said, &signature)
+            });
+            if !signed {
+                return Ok(PutReply::Refused(format!(
+                    "the copy of '{name}' does not carry a valid signature of its uploader"
+                )));
+            }
+            if store.removed_since(&key, created) {
+                return Ok(PutReply::Removed);
+            }
         }
         if let Some(existing) = store.get(&key) {
             if existing.uploader != uploader {
@@ -259,6 +278,13 @@ impl Files {
                 "the data did not match its hash; nothing was stored".into(),
             ));
         }
+        let signature = if direct { trailer.signature } else { signature };
+        let said = signing::statement(&name, size, &computed, created, &uploader);
+        if !signing::verify(&uploader, &said, &signature) {
+            return Ok(PutReply::Failed(
+                "the uploader's signature does not match the data; nothing was stored".into(),
+            ));
+        }
         let meta = FileMeta {
             name,
             key,
@@ -266,7 +292,8 @@ impl Files {
             hash: computed,
             role,
             uploader,
-            created: if direct { unix_millis() } else { created },
+            created,
+            signature,
         };
         store.commit(incoming, meta.clone()).map_err(store_error)?;
         // A newer version lives: an older removal no longer applies.
@@ -297,6 +324,7 @@ impl Files {
             name,
             size,
             uploader,
+            created,
             ..
         } = header
         else {
@@ -324,14 +352,16 @@ impl Files {
             .map_err(transfer::local_error(path))?;
         let hash = copy_hashing(&mut source, path, &mut target, size, progress).await?;
         drop(target);
+        let said = signing::statement(&name, size, &hash, created, &uploader);
         let meta = FileMeta {
+            signature: signing::sign(&self.inner.identity, &said),
             name,
             key,
             size,
             hash,
             role: Role::Owner,
             uploader,
-            created: unix_millis(),
+            created,
         };
         store.commit(incoming, meta.clone())?;
         store.clear_removed(&key);
@@ -444,6 +474,7 @@ impl Files {
             role,
             uploader: meta.uploader.clone(),
             created: meta.created,
+            signature: meta.signature.clone(),
         };
         let path = self.inner.store.data_path(&meta.key);
         let ((copies, _), _) = self.access().put_to(to, &path, &header, None).await?;

@@ -45,6 +45,41 @@ pub struct FileMeta {
     /// Unix milliseconds when its uploader put this version: newer wins, and a removal
     /// (tombstone) only beats copies created before it.
     pub created: u64,
+    /// The uploader's signature over name, size, hash and time ([`super::signing`]).
+    #[serde(with = "hex_bytes", default)]
+    pub signature: Vec<u8>,
+}
+
+impl FileMeta {
+    /// What the uploader signed for this version.
+    pub fn statement(&self) -> Vec<u8> {
+        super::signing::statement(
+            &self.name,
+            self.size,
+            &self.hash,
+            self.created,
+            &self.uploader,
+        )
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(serde::de::Error::custom("expected hex digits"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(serde::de::Error::custom))
+            .collect()
+    }
 }
 
 mod hex_hash {
@@ -318,6 +353,7 @@ mod tests {
             role: Role::Owner,
             uploader: "someone".into(),
             created: unix_millis(),
+            signature: vec![1, 2, 255],
         }
     }
 

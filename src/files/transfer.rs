@@ -45,6 +45,9 @@ pub enum TransferRequest {
         role: Role,
         uploader: String,
         created: u64,
+        /// The uploader's signature, for copies between nodes; an upload signs in the trailer
+        /// (the hash is known only at the end).
+        signature: Vec<u8>,
     },
     /// Send a file from `offset` on (a resumed download asks for the rest only).
     Get { name: String, offset: u64 },
@@ -69,6 +72,8 @@ pub enum PutReply {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Trailer {
     pub hash: Hash,
+    /// The uploader's signature of the statement with this hash (uploads only).
+    pub signature: Vec<u8>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -264,18 +269,28 @@ pub async fn receive_bytes<R: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Uploads the local file at `path` over `stream` (the Put side of the protocol). Returns the
-/// receiver's final answer: copies made and the content hash.
+/// Uploads the local file at `path` over `stream` (the Put side of the protocol). An uploader
+/// passes its key and signs in the trailer; a node copying a stored file sends its signature in
+/// the header. Returns the receiver's final answer: copies made and the content hash.
 pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     path: &Path,
     header: TransferRequest,
+    signer: Option<&libp2p::identity::Keypair>,
     progress: Progress<'_>,
 ) -> Result<(u32, Hash), TransferError> {
-    let TransferRequest::Put { size, .. } = &header else {
+    let TransferRequest::Put {
+        name,
+        size,
+        created,
+        uploader,
+        ..
+    } = &header
+    else {
         return Err(TransferError::Protocol("put needs a Put header".into()));
     };
-    let size = *size;
+    let (size, created) = (*size, *created);
+    let (name, uploader) = (name.clone(), uploader.clone());
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(local_error(path))?;
@@ -292,7 +307,14 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     let mut hasher = blake3::Hasher::new();
     send_bytes(&mut file, path, stream, size, Some(&mut hasher), progress).await?;
     let hash: Hash = *hasher.finalize().as_bytes();
-    write_frame(stream, &Trailer { hash }).await?;
+    let signature = match signer {
+        Some(key) => {
+            let said = super::signing::statement(&name, size, &hash, created, &uploader);
+            super::signing::sign(key, &said)
+        }
+        None => Vec::new(),
+    };
+    write_frame(stream, &Trailer { hash, signature }).await?;
     // No stall bound here: an owner answers once its replicas are made, and each of those
     // transfers is bounded itself.
     match read_frame::<_, PutReply>(stream).await? {

@@ -153,7 +153,7 @@ impl Node {
             serve,
             relay_server: config.relay_server.clone(),
         };
-        let mut swarm = build_swarm(key, &net)?;
+        let mut swarm = build_swarm(key.clone(), &net)?;
         let mut addrs = listen(&mut swarm, &config.listen).await?;
         if config.relay_server.is_some() && config.external_addrs.is_empty() {
             // A relay is reachable where it listens; confirming that also switches it on.
@@ -195,7 +195,7 @@ impl Node {
                     &dir,
                     handle.clone(),
                     control.clone(),
-                    peer_id,
+                    key.clone(),
                     files_config.clone(),
                 )
                 .map_err(|e| NodeError::DataDir {
