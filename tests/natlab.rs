@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use chord_p2p::chord::{Id, IdealRing};
-use common::procs::{hex_id, peer_id_of, wait_until, Proc, BIN};
+use common::procs::{hex_id, isolated, peer_id_of, wait_until, Proc, BIN};
 use serde_json::Value;
 
 const PUB_IP: &str = "10.200.0.1";
@@ -107,7 +107,7 @@ impl Lab {
 
     /// A one-shot command inside `host`.
     fn oneshot(&self, host: &str, args: &[&str]) -> Output {
-        Command::new("ip")
+        isolated("ip")
             .args(["netns", "exec", &self.netns(host), BIN])
             .args(args)
             .stdin(Stdio::null())

@@ -17,7 +17,7 @@ use super::signing;
 use super::store::{FileMeta, Hash, Role, Store, StoreError};
 use super::transfer::{
     self, read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, Progress,
-    PutReply, Trailer, TransferError, TransferRequest, CHUNK,
+    PutReply, Receiving, Trailer, TransferError, TransferRequest, CHUNK,
 };
 use super::FilesConfig;
 use crate::chord::Id;
@@ -214,11 +214,16 @@ impl Files {
         let store = &self.inner.store;
         let direct = uploader == peer.to_string();
         if !direct {
-            // A copy passed on by another node: it must carry its uploader's signature.
-            let signed = hash.is_some_and(|h| {
-                let said = signing::statement(&name, size, &h, created, &uploader);
-                signing::verify(&uploader, &said, &signature)
-            });
+            // A copy passed on by another node must carry its uploader's signature: checked
+            // here when the hash is known, else (an upload forwarded while it arrives) at the
+            // end, before anything is stored.
+            let signed = match hash {
+                Some(h) => {
+                    let said = signing::statement(&name, size, &h, created, &uploader);
+                    signing::verify(&uploader, &said, &signature)
+                }
+                None => true,
+            };
             if !signed {
                 return Ok(PutReply::Refused(format!(
                     "the copy of '{name}' does not carry a valid signature of its uploader"
@@ -263,13 +268,26 @@ impl Files {
                 )));
             }
         }
+        // An owner passes an upload on to its replica holders while it arrives: the copies are
+        // made in one pass instead of one after the other.
+        let mut forward = if direct && role == Role::Owner {
+            self.open_forwards(&name, size, &uploader, created).await
+        } else {
+            Vec::new()
+        };
         write_frame(stream, &PutReply::Ready).await?;
         let incoming = store.begin(&key).map_err(store_error)?;
         let mut file =
             tokio::fs::File::from_std(incoming.file.try_clone().map_err(TransferError::Io)?);
         let mut hasher = blake3::Hasher::new();
         let path = store.data_path(&key);
-        receive_bytes(stream, &mut file, &path, size, &mut hasher, None, 0).await?;
+        let into = Receiving {
+            file: &mut file,
+            path: &path,
+            hasher: &mut hasher,
+            forward: &mut forward,
+        };
+        receive_bytes(stream, into, size, None, 0).await?;
         drop(file);
         let trailer: Trailer = unstalled(read_frame(stream)).await?;
         let computed: Hash = *hasher.finalize().as_bytes();
@@ -278,7 +296,12 @@ impl Files {
                 "the data did not match its hash; nothing was stored".into(),
             ));
         }
-        let signature = if direct { trailer.signature } else { signature };
+        // Uploads (and their forwards) sign in the trailer; copies of stored files in the header.
+        let signature = if signature.is_empty() {
+            trailer.signature
+        } else {
+            signature
+        };
         let said = signing::statement(&name, size, &computed, created, &uploader);
         if !signing::verify(&uploader, &said, &signature) {
             return Ok(PutReply::Failed(
@@ -298,11 +321,48 @@ impl Files {
         store.commit(incoming, meta.clone()).map_err(store_error)?;
         // A newer version lives: an older removal no longer applies.
         store.clear_removed(&key);
+        finish_forwards(&mut forward, &meta).await;
+        // Holders the forward missed get a copy now; the others answer at once.
         let copies = self.copies_after(role, &meta).await;
         Ok(PutReply::Done {
             copies,
             hash: computed,
         })
+    }
+
+    /// Streams to the replica holders that took the header of a forwarded upload.
+    async fn open_forwards(
+        &self,
+        name: &str,
+        size: u64,
+        uploader: &str,
+        created: u64,
+    ) -> Vec<Option<Stream>> {
+        let Ok(holders) = self.replica_holders().await else {
+            return Vec::new();
+        };
+        let header = TransferRequest::Put {
+            name: name.into(),
+            size,
+            hash: None,
+            role: Role::Replica,
+            uploader: uploader.into(),
+            created,
+            signature: Vec::new(),
+        };
+        let access = self.access();
+        let opens = holders.iter().map(|holder| {
+            let (access, header) = (&access, &header);
+            async move {
+                let (mut stream, _) = access.open(holder).await.ok()?;
+                write_frame(&mut stream, header).await.ok()?;
+                match unstalled(read_frame::<_, PutReply>(&mut stream)).await {
+                    Ok(PutReply::Ready) => Some(stream),
+                    _ => None,
+                }
+            }
+        });
+        futures::future::join_all(opens).await
     }
 
     /// An owner replicates what it just stored before it answers; a replica is one copy.
@@ -787,6 +847,27 @@ fn inventory_entry(meta: &FileMeta) -> InventoryEntry {
         key: meta.key,
         hash: meta.hash,
         created: meta.created,
+    }
+}
+
+/// Ends forwarded uploads: the trailer with the uploader's hash and signature, then each
+/// holder's answer (once it has committed its copy).
+async fn finish_forwards(forward: &mut [Option<Stream>], meta: &FileMeta) {
+    let trailer = Trailer {
+        hash: meta.hash,
+        signature: meta.signature.clone(),
+    };
+    let finish = forward.iter_mut().flatten().map(|stream| {
+        let trailer = &trailer;
+        async move {
+            write_frame(stream, trailer).await?;
+            unstalled(read_frame::<_, PutReply>(stream)).await
+        }
+    });
+    for answer in futures::future::join_all(finish).await {
+        if let Err(e) = answer {
+            tracing::debug!(name = meta.name, "forwarded copy failed: {e}");
+        }
     }
 }
 

@@ -229,16 +229,30 @@ async fn start_writeback(
     Ok(())
 }
 
-/// Copies exactly `size` bytes from the stream into `file`, feeding `hasher`.
-pub async fn receive_bytes<R: AsyncRead + Unpin>(
+/// Where received bytes go: the file being written, the running hash, and streams they are
+/// passed on to as they arrive (an owner forwarding an upload to its replicas while it
+/// receives it). A forward that fails is dropped; the transfer itself goes on.
+pub struct Receiving<'a, W> {
+    pub file: &'a mut tokio::fs::File,
+    pub path: &'a Path,
+    pub hasher: &'a mut blake3::Hasher,
+    pub forward: &'a mut [Option<W>],
+}
+
+/// Copies exactly `size` bytes from the stream into `to`.
+pub async fn receive_bytes<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     from: &mut R,
-    file: &mut tokio::fs::File,
-    path: &Path,
+    to: Receiving<'_, W>,
     size: u64,
-    hasher: &mut blake3::Hasher,
     progress: Progress<'_>,
     already: u64,
 ) -> Result<(), TransferError> {
+    let Receiving {
+        file,
+        path,
+        hasher,
+        forward,
+    } = to;
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < size {
@@ -252,6 +266,14 @@ pub async fn receive_bytes<R: AsyncRead + Unpin>(
                 return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
             n += got;
+        }
+        for slot in forward.iter_mut() {
+            if let Some(stream) = slot {
+                let sent = unstalled(async { Ok(stream.write_all(&buf[..n]).await?) }).await;
+                if sent.is_err() {
+                    *slot = None;
+                }
+            }
         }
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).await.map_err(local_error(path))?;
@@ -388,16 +410,13 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let rest = meta.size.saturating_sub(offset);
-    receive_bytes(
-        stream,
-        &mut file,
-        &partial,
-        rest,
-        &mut hasher,
-        progress,
-        offset,
-    )
-    .await?;
+    let into = Receiving {
+        file: &mut file,
+        path: &partial,
+        hasher: &mut hasher,
+        forward: &mut [] as &mut [Option<S>],
+    };
+    receive_bytes(stream, into, rest, progress, offset).await?;
     if *hasher.finalize().as_bytes() != meta.hash {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(TransferError::HashMismatch);

@@ -22,6 +22,21 @@ pub const RING_FLAGS: &[&str] = &[
     "1s",
 ];
 
+/// A command for the binary (or a wrapper of it) whose per-user files (a one-shot client's
+/// default identity) go to a directory of the tests', not the user's home.
+pub fn isolated(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command.env(
+        "XDG_CONFIG_HOME",
+        std::env::temp_dir().join("chord-p2p-tests-config"),
+    );
+    command.env(
+        "XDG_DATA_HOME",
+        std::env::temp_dir().join("chord-p2p-tests-data"),
+    );
+    command
+}
+
 /// A node process, killed (if still running) when the guard drops, pass or fail.
 pub struct Proc {
     pub child: Child,
@@ -43,11 +58,11 @@ impl Proc {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
-                let mut c = Command::new(program);
+                let mut c = isolated(program);
                 c.args(rest).arg(BIN);
                 c
             }
-            None => Command::new(BIN),
+            None => isolated(BIN),
         };
         let mut child = command
             .args(args)
@@ -161,7 +176,7 @@ pub fn peak_rss_of(pid: u32) -> Option<u64> {
 
 /// Runs a one-shot command to completion (bounded by its own --timeout).
 pub fn oneshot(args: &[&str]) -> Output {
-    Command::new(BIN)
+    isolated(BIN)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -199,7 +214,7 @@ pub struct Background {
 
 impl Background {
     pub fn spawn(args: &[&str]) -> Background {
-        let child = Command::new(BIN)
+        let child = isolated(BIN)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
