@@ -301,6 +301,16 @@ fn behind_two_port_preserving_nats_hole_punching_makes_direct_connections() {
     wait_until(Duration::from_secs(60), "A–B connection direct", || {
         direct_to(&lab, "home1", HOME1_IP, &b_peer)
     });
+    // AutoNAT: peers dialing back reach the relay, not the node behind its NAT.
+    for (host, ip, want) in [("pub", PUB_IP, "public"), ("home1", HOME1_IP, "private")] {
+        wait_until(Duration::from_secs(90), "AutoNAT verdict", || {
+            let v = status(&lab, host, ip)?;
+            match v["reachability"].as_str() {
+                Some(r) if r == want => Ok(()),
+                other => Err(format!("{host}: {other:?}")),
+            }
+        });
+    }
 }
 
 #[test]
