@@ -11,6 +11,8 @@ use chord_p2p::chord::{Id, IdealRing};
 use chord_p2p::client::Client;
 use chord_p2p::files::transfer::{self, TransferRequest, TRANSFER_PROTOCOL};
 use chord_p2p::files::{ops, FilesConfig, FilesError, Hash, Role};
+use chord_p2p::net::protocol::{FileRequest, Removal};
+use chord_p2p::net::{WireRequest, WireResponse};
 use chord_p2p::node::{Node, NodeConfig};
 use common::*;
 
@@ -510,6 +512,24 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
             .await
             .expect_err("a forged copy is refused");
         assert!(e.to_string().contains("signature"), "{e}");
+        // Nor can it make a holder drop alice's copy with a removal she did not sign.
+        let forged_removal = FileRequest::Drop {
+            removal: Removal {
+                name: "mine.txt".into(),
+                at: u64::MAX / 2,
+                uploader: alice.peer_id().to_string(),
+                signature: vec![0; 64],
+            },
+        };
+        let answer = refs[0]
+            .handle()
+            .request(target.me(), WireRequest::Files(forged_removal))
+            .await
+            .expect("an answer");
+        assert!(
+            matches!(&answer, WireResponse::Error(why) if why.contains("signature")),
+            "{answer:?}"
+        );
     }
     let out = src.path().join("mine.out");
     alice

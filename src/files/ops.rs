@@ -12,7 +12,7 @@ use super::store::{unix_millis, Hash, Role, StoreError};
 use super::throttle::Throttled;
 use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
 use crate::chord::{Id, LookupResult};
-use crate::net::protocol::{FileRequest, FileResponse};
+use crate::net::protocol::{FileRequest, FileResponse, Removal};
 use crate::net::{Contact, PeerRef, WireRequest, WireResponse};
 use crate::node::{NodeError, NodeHandle, Route};
 
@@ -357,11 +357,20 @@ pub async fn download(
 pub async fn remove(access: &Access, name: &str) -> Result<u32, FilesError> {
     check_name(name)?;
     let owner = access.lookup(Id::hash(name.as_bytes())).await?.owner;
+    let uploader = access.me.to_string();
+    let at = unix_millis();
+    let said = super::signing::removal_statement(name, at, &uploader);
+    let removal = Removal {
+        name: name.into(),
+        at,
+        signature: super::signing::sign(&access.identity, &said),
+        uploader,
+    };
     if let (Some(files), true) = (&access.local, access.is_me(&owner)) {
-        return files.remove_as_owner(name, &access.me).await;
+        return files.remove_as_owner(removal, &access.me).await;
     }
     match access
-        .file_request(&owner, FileRequest::Remove { name: name.into() })
+        .file_request(&owner, FileRequest::Remove { removal })
         .await?
     {
         FileResponse::Removed { copies } => Ok(copies),

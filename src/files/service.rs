@@ -22,7 +22,7 @@ use super::transfer::{
 use super::FilesConfig;
 use crate::chord::Id;
 use crate::net::protocol::{
-    FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY, MAX_LIST_FILES,
+    FileRequest, FileResponse, InventoryEntry, Removal, MAX_INVENTORY, MAX_LIST_FILES,
 };
 use crate::net::{PeerRef, WireResponse};
 use crate::node::{NodeError, NodeHandle, Service};
@@ -460,22 +460,24 @@ impl Files {
         Ok(meta)
     }
 
-    /// Removes every copy of `name` held by this owner and its replicas, for its uploader.
+    /// Removes every copy of a name held by this owner and its replicas, for its uploader.
     pub(crate) async fn remove_as_owner(
         &self,
-        name: &str,
+        removal: Removal,
         requester: &PeerId,
     ) -> Result<u32, FilesError> {
+        let name = removal.name.as_str();
         let key = Id::hash(name.as_bytes());
         let store = &self.inner.store;
         let Some(meta) = store.get(&key) else {
             return Err(FilesError::NotFound(name.into()));
         };
-        if meta.uploader != requester.to_string() {
+        if meta.uploader != requester.to_string() || removal.uploader != meta.uploader {
             return Err(FilesError::Refused(format!(
                 "only the uploader of '{name}' may remove it"
             )));
         }
+        check_removal(&removal)?;
         let status = self.inner.node.status().await?;
         if let Some(pred) = &status.predecessor {
             if !key.in_half_open(&pred.id, &status.node.id) {
@@ -485,12 +487,14 @@ impl Files {
             }
         }
         store.remove(&key)?;
-        store.mark_removed(&key)?;
+        store.mark_removed(&key, removal.at)?;
         let access = self.access();
         let mut copies = 1;
         for succ in self.replica_holders().await? {
-            if let Ok(FileResponse::Dropped { held: true }) =
-                access.file_request(&succ, FileRequest::Drop { key }).await
+            let drop = FileRequest::Drop {
+                removal: removal.clone(),
+            };
+            if let Ok(FileResponse::Dropped { held: true }) = access.file_request(&succ, drop).await
             {
                 copies += 1;
             }
@@ -668,7 +672,8 @@ impl Files {
                 "removed by its uploader; dropping this copy"
             );
             let _ = store.remove(&meta.key);
-            let _ = store.mark_removed(&meta.key);
+            // Removed after this copy was made: at least as late as its creation.
+            let _ = store.mark_removed(&meta.key, meta.created);
         }
     }
 
@@ -826,19 +831,37 @@ impl Files {
         }
     }
 
-    /// The owner of `key` asks this node to drop its copy (the uploader removed it). Only the
-    /// node this one finds to be the key's owner may ask.
-    async fn on_drop(&self, from: PeerId, key: Id) -> Result<FileResponse, FilesError> {
-        let owner = self.access().lookup(key).await?.owner;
-        if owner.addr.peer_id != from {
-            return Err(FilesError::Refused(
-                "only the owner of a file may tell its replicas to drop it".into(),
-            ));
-        }
+    /// A removal passed on by the owner: it counts if its uploader signed it (whoever relays
+    /// it), and only for copies of that uploader made before it.
+    fn on_drop(&self, removal: Removal) -> Result<FileResponse, FilesError> {
+        check_removal(&removal)?;
+        let key = Id::hash(removal.name.as_bytes());
         let store = &self.inner.store;
-        let held = store.remove(&key)?.is_some();
-        store.mark_removed(&key)?;
+        let held = match store.get(&key) {
+            Some(meta) if meta.uploader != removal.uploader => {
+                return Err(FilesError::Refused(format!(
+                    "'{}' belongs to another peer",
+                    removal.name
+                )))
+            }
+            Some(meta) if meta.created <= removal.at => store.remove(&key)?.is_some(),
+            _ => false,
+        };
+        store.mark_removed(&key, removal.at)?;
         Ok(FileResponse::Dropped { held })
+    }
+}
+
+/// A removal must carry its uploader's signature.
+fn check_removal(removal: &Removal) -> Result<(), FilesError> {
+    let said = signing::removal_statement(&removal.name, removal.at, &removal.uploader);
+    if signing::verify(&removal.uploader, &said, &removal.signature) {
+        Ok(())
+    } else {
+        Err(FilesError::Refused(format!(
+            "the removal of '{}' does not carry its uploader's signature",
+            removal.name
+        )))
     }
 }
 
@@ -922,10 +945,10 @@ impl Service for Files {
             let response = match request {
                 FileRequest::List { after } => Ok(files.list_page(after)),
                 FileRequest::Inventory { entries } => Ok(files.on_inventory(entries)),
-                FileRequest::Drop { key } => files.on_drop(from, key).await,
+                FileRequest::Drop { removal } => files.on_drop(removal),
                 FileRequest::Check { key } => Ok(files.on_check(key).await),
-                FileRequest::Remove { name } => files
-                    .remove_as_owner(&name, &from)
+                FileRequest::Remove { removal } => files
+                    .remove_as_owner(removal, &from)
                     .await
                     .map(|copies| FileResponse::Removed { copies }),
             };

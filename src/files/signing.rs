@@ -10,6 +10,7 @@ use super::store::Hash;
 
 /// Domain separation: these bytes are never mistaken for anything else the key signs.
 const CONTEXT: &[u8] = b"chord-p2p file v1\0";
+const REMOVAL: &[u8] = b"chord-p2p removal v1\0";
 
 /// What an uploader signs for one version of one file.
 pub fn statement(name: &str, size: u64, hash: &Hash, created: u64, uploader: &str) -> Vec<u8> {
@@ -20,6 +21,17 @@ pub fn statement(name: &str, size: u64, hash: &Hash, created: u64, uploader: &st
     out.extend_from_slice(&size.to_be_bytes());
     out.extend_from_slice(hash);
     out.extend_from_slice(&created.to_be_bytes());
+    out.extend_from_slice(uploader.as_bytes());
+    out
+}
+
+/// What an uploader signs to remove a name as of `at`.
+pub fn removal_statement(name: &str, at: u64, uploader: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REMOVAL.len() + name.len() + uploader.len() + 16);
+    out.extend_from_slice(REMOVAL);
+    out.extend_from_slice(&(name.len() as u64).to_be_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
     out.extend_from_slice(uploader.as_bytes());
     out
 }

@@ -304,10 +304,12 @@ impl Store {
         self.dir.join(format!("{}.removed", key.to_hex()))
     }
 
-    /// Remembers when the uploader removed `key`, so copies older than that are not restored.
-    pub fn mark_removed(&self, key: &Id) -> Result<(), StoreError> {
+    /// Remembers that the uploader removed `key` as of `at` (Unix ms, the uploader's clock), so
+    /// copies made before that are not restored. A later removal time never moves back.
+    pub fn mark_removed(&self, key: &Id, at: u64) -> Result<(), StoreError> {
+        let at = self.removed_at(key).map_or(at, |earlier| earlier.max(at));
         let path = self.tombstone_path(key);
-        fs::write(&path, unix_millis().to_string()).map_err(io(&path))
+        fs::write(&path, at.to_string()).map_err(io(&path))
     }
 
     /// When `key` was removed (Unix milliseconds), if it was and has not been put again since.

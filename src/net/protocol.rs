@@ -56,13 +56,24 @@ pub enum FileRequest {
     /// [`MAX_LIST_FILES`] per answer.
     List { after: Option<Id> },
     /// Delete every copy of a file. Only its uploader may ask, and only its owner acts on it.
-    Remove { name: String },
-    /// The owner tells a replica holder to drop its copy (after a remove).
-    Drop { key: Id },
+    Remove { removal: Removal },
+    /// The owner passes a removal on to a replica holder.
+    Drop { removal: Removal },
     /// An owner tells a successor which files it should hold.
     Inventory { entries: Vec<InventoryEntry> },
     /// "The copy of this key you sent me did not match its hash": re-read it now.
     Check { key: Id },
+}
+
+/// An uploader's signed word that a name is gone as of `at`: every node that holds a copy can
+/// check it for itself, and copies made before `at` are not brought back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    pub name: String,
+    /// Unix milliseconds, by the uploader's clock (the clock its versions' `created` use).
+    pub at: u64,
+    pub uploader: String,
+    pub signature: Vec<u8>,
 }
 
 /// One file an owner expects a replica holder to keep.
