@@ -20,11 +20,7 @@ const R_FILES: usize = 3;
 const SETTLE: Duration = Duration::from_secs(40);
 
 fn config() -> NodeConfig {
-    config_over(QUIC)
-}
-
-fn config_over(listen: &str) -> NodeConfig {
-    let mut config = test_config(listen);
+    let mut config = test_config(QUIC);
     config.files = Some(FilesConfig {
         replicas: R_FILES,
         repair_interval: Duration::from_millis(200),
@@ -169,11 +165,7 @@ async fn all_gettable(nodes: &[&Node], dir: &Path, names: &[(String, Hash)]) {
 }
 
 async fn settled_ring(n: usize, seed: u64) -> Vec<Node> {
-    settled_ring_over(QUIC, n, seed).await
-}
-
-async fn settled_ring_over(listen: &str, n: usize, seed: u64) -> Vec<Node> {
-    let nodes = ring_one_by_one(n, &config_over(listen), seed).await;
+    let nodes = ring_one_by_one(n, &config(), seed).await;
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     nodes
@@ -320,76 +312,6 @@ async fn a_corrupt_copy_is_noticed_served_around_and_replaced() {
         .expect("a replica holder");
     corrupt(replica);
     wait_copies(&refs, &names, "the replica replaced").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_get_whose_source_dies_resumes_from_a_replica() {
-    // Over TCP, so file transfers are exercised on both transports (the others use QUIC).
-    let nodes = settled_ring_over(TCP, 5, 17).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bytes = content(5, 24 << 20);
-    let path = write_file(dir.path(), "big", &bytes);
-    let report = put_from(refs[0], &path, "big.iso").await.expect("put");
-    wait_copies(&refs, &[("big.iso".into(), report.hash)], "copies").await;
-
-    // A client outside the ring, slowed to 6 MiB/s so the owner can die mid-transfer.
-    let mut client = Client::new(Duration::from_secs(3)).await.expect("client");
-    client.set_rate_limit(Some(6 << 20));
-    let entry_node = refs
-        .iter()
-        .find(|n| n.id() != report.owner.id)
-        .expect("entry");
-    let entry = client
-        .connect(target_of(entry_node))
-        .await
-        .expect("connect");
-    let mut nodes = nodes;
-    let at = nodes
-        .iter()
-        .position(|n| n.id() == report.owner.id)
-        .expect("owner");
-    let owner = nodes.remove(at);
-    let out = dir.path().join("big.out");
-    let partial = dir.path().join(".big.out.chord-part");
-    // The get reports its progress; once 4 MiB have arrived the owner dies. (Polling the
-    // partial file instead lags behind under load, and the get could finish first.)
-    let (progress_tx, mut progress) = tokio::sync::watch::channel(0u64);
-    let report_progress = move |done: u64, _total: u64| {
-        let _ = progress_tx.send(done);
-    };
-    let killed_at = async {
-        // (The borrow wait_for returns is dropped at once: held, it would block the sender.)
-        let arrived = tokio::time::timeout(
-            Duration::from_secs(20),
-            progress.wait_for(|done| *done >= 4 << 20),
-        )
-        .await
-        .is_ok_and(|seen| seen.is_ok());
-        assert!(arrived, "the download did not start");
-        let size = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        owner.kill().await;
-        size
-    };
-    let both = async {
-        tokio::join!(
-            client.get(&entry, "big.iso", &out, Some(&report_progress)),
-            killed_at
-        )
-    };
-    let (got, killed_at) = tokio::time::timeout(Duration::from_secs(60), both)
-        .await
-        .expect("the get ends within a minute");
-    let got = got.expect("the get finishes from a replica");
-    assert_ne!(got.from.id, report.owner.id);
-    assert!(
-        got.resumed_from >= killed_at,
-        "resumed at {} < {killed_at}",
-        got.resumed_from
-    );
-    assert_eq!(std::fs::read(&out).expect("output"), bytes);
-    assert!(!partial.exists());
-    drop(nodes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,7 +465,16 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
         .await
         .expect("replace");
     let copies = alice.remove(&entry_a, "mine.txt").await.expect("remove");
-    assert_eq!(copies, R_FILES as u32);
+    assert!(copies >= 1, "{copies}");
+    // Usually every copy goes at once (copies = R); one a slow ring misdirected goes at the
+    // next repair round, when its holder learns of the removal from the owner.
+    wait_for(Duration::from_secs(10), "every copy removed", || async {
+        match holders(&refs, "mine.txt").len() {
+            0 => Ok(()),
+            n => Err(format!("{n} copies left")),
+        }
+    })
+    .await;
     let e = bob
         .get(&entry_b, "mine.txt", &out, None)
         .await

@@ -401,3 +401,66 @@ fn interrupted_transfers_leave_nothing_half_done_and_gets_resume() {
     ]);
     assert_eq!(v["removed"], R_FILES);
 }
+
+#[test]
+fn a_get_whose_source_is_killed_resumes_from_a_replica() {
+    let (procs, addrs) = ring(4);
+    let mut procs: Vec<Option<Proc>> = procs.into_iter().map(Some).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("big.iso");
+    let hash = make_file(&src, "source dies", 40 * MIB);
+    let identity = dir.path().join("me.key");
+    put(&src, "big.iso", &addrs[0], &identity);
+    wait_until(Duration::from_secs(60), "copies in place", || {
+        copies_in_place(&addrs, &["big.iso".to_string()])
+    });
+    let owner = owner_of("big.iso", &addrs[0]);
+    let at = addrs
+        .iter()
+        .position(|a| peer_id_of(a) == owner)
+        .expect("owner");
+    let entry = addrs
+        .iter()
+        .find(|a| peer_id_of(a) != owner)
+        .expect("entry")
+        .clone();
+
+    // A slow get (8 MiB/s); once 4 MiB are in, the owner is killed -9.
+    let out = dir.path().join("big.out");
+    let partial = dir.path().join(".big.out.chord-part");
+    let download = spawn_limited(&[
+        "get",
+        "big.iso",
+        "--peer",
+        &entry,
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    wait_until(
+        Duration::from_secs(30),
+        "download under way",
+        || match len_of(&partial) {
+            n if n >= 4 * MIB => Ok(()),
+            n => Err(format!("{n} bytes so far")),
+        },
+    );
+    procs[at].take().expect("running").kill9();
+    let kept = len_of(&partial);
+    let (result, _) = download.finish(Duration::from_secs(120));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let v: Value = serde_json::from_slice(&result.stdout).expect("json");
+    assert_ne!(
+        hex_id(&v["from"]),
+        Some(owner),
+        "the dead owner served it: {v}"
+    );
+    let resumed = v["resumed_from"].as_u64().expect("resumed_from");
+    assert!(resumed >= kept, "resumed at {resumed}, had {kept}");
+    assert_eq!(hash_of(&out), hash);
+    assert!(!partial.exists());
+}
