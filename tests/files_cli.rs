@@ -255,6 +255,14 @@ fn spawn_limited(args: &[&str]) -> Background {
     Background::spawn(&all)
 }
 
+/// Waits until `bytes()` reaches `at_least` (a transfer under way), within 30 s.
+fn wait_bytes(what: &str, at_least: u64, bytes: impl Fn() -> u64) {
+    wait_until(Duration::from_secs(30), what, || match bytes() {
+        n if n >= at_least => Ok(()),
+        n => Err(format!("{n} bytes so far")),
+    });
+}
+
 fn len_of(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -290,14 +298,7 @@ fn interrupted_transfers_leave_nothing_half_done_and_gets_resume() {
         "--identity",
         alice.to_str().expect("utf-8"),
     ]);
-    wait_until(
-        Duration::from_secs(30),
-        "owner receiving",
-        || match receiving(owner_proc) {
-            n if n >= 4 * MIB => Ok(()),
-            n => Err(format!("{n} bytes so far")),
-        },
-    );
+    wait_bytes("owner receiving", 4 * MIB, || receiving(owner_proc));
     upload.kill9();
     let held = holdings(&addrs).expect("ls");
     assert!(
@@ -340,14 +341,7 @@ fn interrupted_transfers_leave_nothing_half_done_and_gets_resume() {
         "-o",
         out.to_str().expect("utf-8"),
     ]);
-    wait_until(
-        Duration::from_secs(30),
-        "partial download",
-        || match len_of(&partial) {
-            n if n >= 8 * MIB => Ok(()),
-            n => Err(format!("{n} bytes so far")),
-        },
-    );
+    wait_bytes("partial download", 8 * MIB, || len_of(&partial));
     download.kill9();
     let kept = len_of(&partial);
     assert!(!out.exists(), "an incomplete download became visible");
@@ -437,14 +431,7 @@ fn a_get_whose_source_is_killed_resumes_from_a_replica() {
         out.to_str().expect("utf-8"),
         "--json",
     ]);
-    wait_until(
-        Duration::from_secs(30),
-        "download under way",
-        || match len_of(&partial) {
-            n if n >= 4 * MIB => Ok(()),
-            n => Err(format!("{n} bytes so far")),
-        },
-    );
+    wait_bytes("download under way", 4 * MIB, || len_of(&partial));
     procs[at].take().expect("running").kill9();
     let kept = len_of(&partial);
     let (result, _) = download.finish(Duration::from_secs(120));
