@@ -149,7 +149,6 @@ impl Client {
             node: self.node.handle(),
             control: self.node.control(),
             via: Some(entry.clone()),
-            me: self.node.peer_id(),
             identity: self.identity.clone(),
             local: None,
             timeout: self.timeout,

@@ -132,7 +132,8 @@ impl Drop for Lab {
     }
 }
 
-/// The three nodes: relay + bootstrap in `pub`, A in `home1`, B in `home2`.
+/// The three nodes: relay + bootstrap in `pub`, A in `home1`, B in `home2`; `ring` returns
+/// once they are linked.
 struct Ring {
     _procs: Vec<Proc>,
     relay: String,
@@ -160,12 +161,16 @@ fn ring(lab: &Lab, relay_data: bool) -> Ring {
     }
     let b = addrs.pop().expect("b");
     let a = addrs.pop().expect("a");
-    Ring {
+    let ring = Ring {
         _procs: procs,
         relay,
         a,
         b,
-    }
+    };
+    wait_until(Duration::from_secs(60), "ring of three linked", || {
+        ring_is_right(lab, &ring)
+    });
+    ring
 }
 
 /// Status of the node at `ip` (asked from inside its own LAN).
@@ -284,9 +289,6 @@ fn behind_two_port_preserving_nats_hole_punching_makes_direct_connections() {
     }
     let lab = Lab::up("e", "eim", "eim");
     let ring = ring(&lab, false);
-    wait_until(Duration::from_secs(60), "ring of three across NATs", || {
-        ring_is_right(&lab, &ring)
-    });
     let dir = tempfile::tempdir().expect("tempdir");
     let (name, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
     assert!(
@@ -323,11 +325,6 @@ fn behind_a_symmetric_nat_data_goes_through_the_relay_only_if_it_allows() {
     {
         // A relay that carries data: the transfer works, relayed.
         let ring = ring(&lab, true);
-        wait_until(
-            Duration::from_secs(60),
-            "ring of three via the relay",
-            || ring_is_right(&lab, &ring),
-        );
         let (name, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
         assert!(
             got.status.success(),
@@ -339,11 +336,6 @@ fn behind_a_symmetric_nat_data_goes_through_the_relay_only_if_it_allows() {
     }
     // A relay with the default limits carries Chord, not files: a clear error says so.
     let ring = ring(&lab, false);
-    wait_until(
-        Duration::from_secs(60),
-        "ring of three via the relay",
-        || ring_is_right(&lab, &ring),
-    );
     let (_, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
     assert!(!got.status.success(), "the get should have been refused");
     let stderr = String::from_utf8_lossy(&got.stderr);

@@ -60,7 +60,8 @@ async fn connect(args: &ClientArgs) -> Result<(Client, net::PeerRef)> {
         Some(path) => Client::load_identity(&path)?,
         None => libp2p::identity::Keypair::generate_ed25519(),
     };
-    let client = Client::with_identity(identity, args.timeout).await?;
+    let mut client = Client::with_identity(identity, args.timeout).await?;
+    client.set_direct_wait(args.direct_wait);
     let entry = client.connect(target).await?;
     Ok((client, entry))
 }
@@ -134,7 +135,6 @@ async fn put(
     std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
-    client.set_direct_wait(args.direct_wait);
     let report =
         with_progress(|tick| async move { client.put(&entry, file, &name, Some(&*tick)).await })
             .await?;
@@ -156,7 +156,6 @@ async fn get(
     let out = output_path(name, output)?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
-    client.set_direct_wait(args.direct_wait);
     let report =
         with_progress(|tick| async move { client.get(&entry, name, &out, Some(&*tick)).await })
             .await?;

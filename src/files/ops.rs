@@ -12,7 +12,7 @@ use super::store::{unix_millis, Hash, Role, StoreError};
 use super::throttle::Throttled;
 use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
 use crate::chord::{Id, LookupResult};
-use crate::net::protocol::{FileRequest, FileResponse, Removal};
+use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, WireRequest, WireResponse};
 use crate::node::{NodeError, NodeHandle, Route};
 
@@ -96,9 +96,7 @@ pub struct Access {
     /// `None`: look up from this node's own routing table (a ring member). `Some`: ask this
     /// member first (a client outside the ring).
     pub via: Option<PeerRef>,
-    /// Whoever acts: the uploader of what is put.
-    pub me: PeerId,
-    /// The key of `me`, which signs what it uploads.
+    /// Whoever acts: the uploader of what is put, who signs it with this key.
     pub identity: libp2p::identity::Keypair,
     /// The local file service, when this node is a member: lets it serve itself.
     pub local: Option<Files>,
@@ -118,8 +116,13 @@ impl Access {
         })
     }
 
+    /// Whoever acts (derived from the key each time: it is cheap for Ed25519).
+    pub fn me(&self) -> PeerId {
+        self.identity.public().to_peer_id()
+    }
+
     fn is_me(&self, peer: &PeerRef) -> bool {
-        peer.addr.peer_id == self.me
+        peer.addr.peer_id == self.me()
     }
 
     /// A fresh transfer stream to `peer`, over a direct connection if one comes up in time,
@@ -197,7 +200,7 @@ impl Access {
     ) -> Result<((u32, Hash), Via), FilesError> {
         // Uploads (this node is the uploader) sign; copies carry the uploader's signature.
         let signer = match header {
-            TransferRequest::Put { uploader, .. } if *uploader == self.me.to_string() => {
+            TransferRequest::Put { uploader, .. } if *uploader == self.me().to_string() => {
                 Some(&self.identity)
             }
             _ => None,
@@ -275,7 +278,7 @@ pub async fn upload(
         size,
         hash: None,
         role: Role::Owner,
-        uploader: access.me.to_string(),
+        uploader: access.me().to_string(),
         created: unix_millis(),
         signature: Vec::new(),
     };
@@ -357,17 +360,9 @@ pub async fn download(
 pub async fn remove(access: &Access, name: &str) -> Result<u32, FilesError> {
     check_name(name)?;
     let owner = access.lookup(Id::hash(name.as_bytes())).await?.owner;
-    let uploader = access.me.to_string();
-    let at = unix_millis();
-    let said = super::signing::removal_statement(name, at, &uploader);
-    let removal = Removal {
-        name: name.into(),
-        at,
-        signature: super::signing::sign(&access.identity, &said),
-        uploader,
-    };
+    let removal = super::signing::sign_removal(&access.identity, name, unix_millis());
     if let (Some(files), true) = (&access.local, access.is_me(&owner)) {
-        return files.remove_as_owner(removal, &access.me).await;
+        return files.remove_as_owner(removal, &access.me()).await;
     }
     match access
         .file_request(&owner, FileRequest::Remove { removal })

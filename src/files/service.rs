@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use super::names::check_name;
 use super::ops::{Access, FilesError};
-use super::signing;
+use super::signing::{self, Version};
 use super::store::{FileMeta, Hash, Role, Store, StoreError};
 use super::transfer::{
     self, read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, Progress,
@@ -24,7 +24,7 @@ use crate::chord::Id;
 use crate::net::protocol::{
     FileRequest, FileResponse, InventoryEntry, Removal, MAX_INVENTORY, MAX_LIST_FILES,
 };
-use crate::net::{PeerRef, WireResponse};
+use crate::net::{PeerRef, StatusReport, WireResponse};
 use crate::node::{NodeError, NodeHandle, Service};
 
 /// Most hand-offs and stale-replica checks one repair round does; the rest wait a round.
@@ -44,8 +44,7 @@ struct Inner {
     store: Store,
     node: NodeHandle,
     control: libp2p_stream::Control,
-    me: PeerId,
-    /// Signs this node's own uploads.
+    /// This node's key: it signs the node's own uploads.
     identity: Keypair,
     config: FilesConfig,
     /// Wakes the repair loop early when the ring around this node changed.
@@ -69,7 +68,6 @@ impl Files {
                 store: Store::open(dir)?,
                 node,
                 control,
-                me: identity.public().to_peer_id(),
                 identity,
                 config,
                 wake: Notify::new(),
@@ -89,7 +87,6 @@ impl Files {
             node: self.inner.node.clone(),
             control: self.inner.control.clone(),
             via: None,
-            me: self.inner.me,
             identity: self.inner.identity.clone(),
             local: Some(self.clone()),
             timeout: self.inner.config.timeout,
@@ -217,13 +214,16 @@ impl Files {
             // A copy passed on by another node must carry its uploader's signature: checked
             // here when the hash is known, else (an upload forwarded while it arrives) at the
             // end, before anything is stored.
-            let signed = match hash {
-                Some(h) => {
-                    let said = signing::statement(&name, size, &h, created, &uploader);
-                    signing::verify(&uploader, &said, &signature)
-                }
-                None => true,
-            };
+            let signed = hash.is_none_or(|hash| {
+                let version = Version {
+                    name: &name,
+                    size,
+                    hash: &hash,
+                    created,
+                    uploader: &uploader,
+                };
+                version.is_signed(&signature)
+            });
             if !signed {
                 return Ok(PutReply::Refused(format!(
                     "the copy of '{name}' does not carry a valid signature of its uploader"
@@ -270,10 +270,10 @@ impl Files {
         }
         // An owner passes an upload on to its replica holders while it arrives: the copies are
         // made in one pass instead of one after the other.
-        let mut forward = if direct && role == Role::Owner {
+        let (holders, mut forward) = if direct && role == Role::Owner {
             self.open_forwards(&name, size, &uploader, created).await
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         write_frame(stream, &PutReply::Ready).await?;
         let incoming = store.begin(&key).map_err(store_error)?;
@@ -302,8 +302,14 @@ impl Files {
         } else {
             signature
         };
-        let said = signing::statement(&name, size, &computed, created, &uploader);
-        if !signing::verify(&uploader, &said, &signature) {
+        let version = Version {
+            name: &name,
+            size,
+            hash: &computed,
+            created,
+            uploader: &uploader,
+        };
+        if !version.is_signed(&signature) {
             return Ok(PutReply::Failed(
                 "the uploader's signature does not match the data; nothing was stored".into(),
             ));
@@ -321,25 +327,37 @@ impl Files {
         store.commit(incoming, meta.clone()).map_err(store_error)?;
         // A newer version lives: an older removal no longer applies.
         store.clear_removed(&key);
-        finish_forwards(&mut forward, &meta).await;
-        // Holders the forward missed get a copy now; the others answer at once.
-        let copies = self.copies_after(role, &meta).await;
+        let copies = if direct && role == Role::Owner {
+            // The holders the forward missed get a copy now.
+            let done = finish_forwards(&mut forward, &meta).await;
+            let missed: Vec<PeerRef> = holders
+                .into_iter()
+                .zip(&done)
+                .filter(|(_, ok)| !**ok)
+                .map(|(holder, _)| holder)
+                .collect();
+            let forwarded = done.iter().filter(|ok| **ok).count() as u32;
+            1 + forwarded + self.replicate_to(&meta, &missed).await
+        } else {
+            self.copies_after(role, &meta).await
+        };
         Ok(PutReply::Done {
             copies,
             hash: computed,
         })
     }
 
-    /// Streams to the replica holders that took the header of a forwarded upload.
+    /// The replica holders, and beside each the stream that took the header of a forwarded
+    /// upload (none where it did not).
     async fn open_forwards(
         &self,
         name: &str,
         size: u64,
         uploader: &str,
         created: u64,
-    ) -> Vec<Option<Stream>> {
+    ) -> (Vec<PeerRef>, Vec<Option<Stream>>) {
         let Ok(holders) = self.replica_holders().await else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let header = TransferRequest::Put {
             name: name.into(),
@@ -362,7 +380,8 @@ impl Files {
                 }
             }
         });
-        futures::future::join_all(opens).await
+        let streams = futures::future::join_all(opens).await;
+        (holders, streams)
     }
 
     /// An owner replicates what it just stored before it answers; a replica is one copy.
@@ -412,9 +431,15 @@ impl Files {
             .map_err(transfer::local_error(path))?;
         let hash = copy_hashing(&mut source, path, &mut target, size, progress).await?;
         drop(target);
-        let said = signing::statement(&name, size, &hash, created, &uploader);
+        let version = Version {
+            name: &name,
+            size,
+            hash: &hash,
+            created,
+            uploader: &uploader,
+        };
         let meta = FileMeta {
-            signature: signing::sign(&self.inner.identity, &said),
+            signature: version.sign(&self.inner.identity),
             name,
             key,
             size,
@@ -486,11 +511,12 @@ impl Files {
                 )));
             }
         }
+        let holders = self.holders_in(status);
         store.remove(&key)?;
         store.mark_removed(&key, removal.at)?;
         let access = self.access();
         let mut copies = 1;
-        for succ in self.replica_holders().await? {
+        for succ in holders {
             let drop = FileRequest::Drop {
                 removal: removal.clone(),
             };
@@ -506,14 +532,18 @@ impl Files {
 
     /// The successors that should hold replicas of what this node owns.
     async fn replica_holders(&self) -> Result<Vec<PeerRef>, NodeError> {
-        let status = self.inner.node.status().await?;
+        Ok(self.holders_in(self.inner.node.status().await?))
+    }
+
+    /// The replica holders as a status report of this node names them.
+    fn holders_in(&self, status: StatusReport) -> Vec<PeerRef> {
         let me = status.node.id;
-        Ok(status
+        status
             .successors
             .into_iter()
             .filter(|s| s.id != me)
             .take(self.inner.config.replicas.saturating_sub(1))
-            .collect())
+            .collect()
     }
 
     /// Copies `meta` to the replica holders; returns how many now hold it.
@@ -521,6 +551,11 @@ impl Files {
         let Ok(holders) = self.replica_holders().await else {
             return 0;
         };
+        self.replicate_to(meta, &holders).await
+    }
+
+    /// Copies `meta` to each of `holders`; returns how many now hold it.
+    async fn replicate_to(&self, meta: &FileMeta, holders: &[PeerRef]) -> u32 {
         let pushes = holders.iter().map(|h| self.push(h, meta, Role::Replica));
         futures::future::join_all(pushes)
             .await
@@ -665,16 +700,28 @@ impl Files {
 
     /// Another node knows this copy was removed by its uploader after it was made.
     fn forget_removed(&self, meta: &FileMeta) {
-        let store = &self.inner.store;
-        if store.get(&meta.key).is_some_and(|now| now == *meta) {
+        if self.drop_if_unchanged(meta) {
             tracing::info!(
                 name = meta.name,
-                "removed by its uploader; dropping this copy"
+                "removed by its uploader; dropped this copy"
             );
-            let _ = store.remove(&meta.key);
             // Removed after this copy was made: at least as late as its creation.
-            let _ = store.mark_removed(&meta.key, meta.created);
+            let _ = self.inner.store.mark_removed(&meta.key, meta.created);
         }
+    }
+
+    /// Drops the copy `seen` describes, unless it was replaced or removed meanwhile (then what
+    /// was judged is not what is there now). Says whether it dropped it.
+    fn drop_if_unchanged(&self, seen: &FileMeta) -> bool {
+        let store = &self.inner.store;
+        if !store.get(&seen.key).is_some_and(|now| now == *seen) {
+            return false;
+        }
+        if let Err(e) = store.remove(&seen.key) {
+            tracing::warn!(name = seen.name, "cannot drop the copy: {e}");
+            return false;
+        }
+        true
     }
 
     /// A key this node owned now belongs to someone else (a node joined before it).
@@ -728,15 +775,10 @@ impl Files {
         }
     }
 
-    /// Drops a copy found not to match its hash; repair brings a good one back. A copy that was
-    /// replaced or removed meanwhile is left alone: what was read was not what is there now.
+    /// Drops a copy found not to match its hash; repair brings a good one back.
     fn drop_corrupt(&self, seen: &FileMeta) {
-        let store = &self.inner.store;
-        if store.get(&seen.key).is_some_and(|now| now == *seen) {
-            tracing::warn!(name = seen.name, "stored copy is corrupt; dropping it");
-            if let Err(e) = store.remove(&seen.key) {
-                tracing::warn!(name = seen.name, "cannot drop a corrupt copy: {e}");
-            }
+        if self.drop_if_unchanged(seen) {
+            tracing::warn!(name = seen.name, "stored copy was corrupt; dropped it");
         }
     }
 
@@ -854,8 +896,7 @@ impl Files {
 
 /// A removal must carry its uploader's signature.
 fn check_removal(removal: &Removal) -> Result<(), FilesError> {
-    let said = signing::removal_statement(&removal.name, removal.at, &removal.uploader);
-    if signing::verify(&removal.uploader, &said, &removal.signature) {
+    if signing::removal_is_signed(removal) {
         Ok(())
     } else {
         Err(FilesError::Refused(format!(
@@ -874,24 +915,39 @@ fn inventory_entry(meta: &FileMeta) -> InventoryEntry {
 }
 
 /// Ends forwarded uploads: the trailer with the uploader's hash and signature, then each
-/// holder's answer (once it has committed its copy).
-async fn finish_forwards(forward: &mut [Option<Stream>], meta: &FileMeta) {
+/// holder's answer (once it has committed its copy). Says, per slot, whether that holder has
+/// the copy now.
+async fn finish_forwards(forward: &mut [Option<Stream>], meta: &FileMeta) -> Vec<bool> {
     let trailer = Trailer {
         hash: meta.hash,
         signature: meta.signature.clone(),
     };
-    let finish = forward.iter_mut().flatten().map(|stream| {
+    let finish = forward.iter_mut().map(|slot| {
         let trailer = &trailer;
         async move {
-            write_frame(stream, trailer).await?;
-            unstalled(read_frame::<_, PutReply>(stream)).await
+            let stream = slot.as_mut()?;
+            let answer = async {
+                write_frame(stream, trailer).await?;
+                unstalled(read_frame::<_, PutReply>(stream)).await
+            };
+            match answer.await {
+                Ok(PutReply::Done { hash, .. }) if hash == meta.hash => Some(()),
+                Ok(other) => {
+                    tracing::debug!(name = meta.name, "forwarded copy: {other:?}");
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(name = meta.name, "forwarded copy failed: {e}");
+                    None
+                }
+            }
         }
     });
-    for answer in futures::future::join_all(finish).await {
-        if let Err(e) = answer {
-            tracing::debug!(name = meta.name, "forwarded copy failed: {e}");
-        }
-    }
+    futures::future::join_all(finish)
+        .await
+        .into_iter()
+        .map(|done| done.is_some())
+        .collect()
 }
 
 fn store_error(e: StoreError) -> TransferError {

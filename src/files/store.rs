@@ -50,19 +50,6 @@ pub struct FileMeta {
     pub signature: Vec<u8>,
 }
 
-impl FileMeta {
-    /// What the uploader signed for this version.
-    pub fn statement(&self) -> Vec<u8> {
-        super::signing::statement(
-            &self.name,
-            self.size,
-            &self.hash,
-            self.created,
-            &self.uploader,
-        )
-    }
-}
-
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -58,21 +58,29 @@ impl<S> Throttled<S> {
     }
 }
 
+impl<S: Unpin> Throttled<S> {
+    /// Lets at most the budget of `len` bytes through `io`, and counts what went.
+    fn poll_paced(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        io: impl FnOnce(Pin<&mut S>, &mut Context<'_>, usize) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let budget = futures::ready!(self.poll_budget(cx));
+        let n = futures::ready!(io(Pin::new(&mut self.inner), cx, budget.min(len)))?;
+        self.moved += n as u64;
+        Poll::Ready(Ok(n))
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Throttled<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let budget = match self.poll_budget(cx) {
-            Poll::Ready(budget) => budget,
-            Poll::Pending => return Poll::Pending,
-        };
-        let want = budget.min(buf.len());
-        let this = &mut *self;
-        let n = futures::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf[..want]))?;
-        this.moved += n as u64;
-        Poll::Ready(Ok(n))
+        let len = buf.len();
+        self.poll_paced(cx, len, |inner, cx, n| inner.poll_read(cx, &mut buf[..n]))
     }
 }
 
@@ -82,15 +90,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Throttled<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let budget = match self.poll_budget(cx) {
-            Poll::Ready(budget) => budget,
-            Poll::Pending => return Poll::Pending,
-        };
-        let want = budget.min(buf.len());
-        let this = &mut *self;
-        let n = futures::ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..want]))?;
-        this.moved += n as u64;
-        Poll::Ready(Ok(n))
+        self.poll_paced(cx, buf.len(), |inner, cx, n| {
+            inner.poll_write(cx, &buf[..n])
+        })
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -331,8 +331,14 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     let hash: Hash = *hasher.finalize().as_bytes();
     let signature = match signer {
         Some(key) => {
-            let said = super::signing::statement(&name, size, &hash, created, &uploader);
-            super::signing::sign(key, &said)
+            let version = super::signing::Version {
+                name: &name,
+                size,
+                hash: &hash,
+                created,
+                uploader: &uploader,
+            };
+            version.sign(key)
         }
         None => Vec::new(),
     };

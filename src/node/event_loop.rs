@@ -188,17 +188,13 @@ impl EventLoop {
     fn on_timer(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
-        let (expired, waiting): (Vec<_>, Vec<_>) =
-            self.resolving.drain(..).partition(|r| r.deadline <= now);
-        self.resolving = waiting;
-        for mut r in expired {
+        for mut r in self.resolving.extract_if(.., |r| r.deadline <= now) {
             let _ = r.reply.send(Err(r.dialing.timed_out().into()));
         }
-        let (expired, waiting): (Vec<_>, Vec<_>) = self
+        let expired: Vec<_> = self
             .waiting_direct
-            .drain(..)
-            .partition(|w| w.deadline <= now);
-        self.waiting_direct = waiting;
+            .extract_if(.., |w| w.deadline <= now)
+            .collect();
         for w in expired {
             // No direct path came up in time: the relayed one is what there is.
             let route = self.links.route(&w.peer).ok_or(NodeError::Connect(
@@ -206,11 +202,10 @@ impl EventLoop {
             ));
             let _ = w.reply.send(route);
         }
-        let (due, later): (Vec<_>, Vec<_>) = self
+        let due: Vec<_> = self
             .closing_relayed
-            .drain(..)
-            .partition(|(at, _)| *at <= now);
-        self.closing_relayed = later;
+            .extract_if(.., |(at, _)| *at <= now)
+            .collect();
         for (_, peer) in due {
             for id in self.links.redundant_relayed(&peer) {
                 tracing::debug!(%peer, "closing a relayed connection: a direct one exists");
@@ -222,9 +217,9 @@ impl EventLoop {
 
     /// The transfers waiting for a direct connection to `peer`, taken out of the queue.
     fn take_waiting(&mut self, peer: PeerId) -> Vec<WaitingDirect> {
-        let (taken, rest) = self.waiting_direct.drain(..).partition(|w| w.peer == peer);
-        self.waiting_direct = rest;
-        taken
+        self.waiting_direct
+            .extract_if(.., |w| w.peer == peer)
+            .collect()
     }
 
     /// Answers a `Connect` now that `peer` is connected: at once if directly, else after a
@@ -421,6 +416,7 @@ impl EventLoop {
             } => {
                 self.links.closed(peer_id, connection_id);
                 if self.links.route(&peer_id).is_none() {
+                    self.relaying.disconnected(&peer_id);
                     for w in self.take_waiting(peer_id) {
                         let _ = w
                             .reply

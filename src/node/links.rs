@@ -85,13 +85,18 @@ impl Links {
             .insert(relay, data_in_bytes.filter(|bytes| *bytes > 0));
     }
 
+    fn has_direct(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|links| links.iter().any(|l| l.relay.is_none()))
+    }
+
     /// How `peer` is reached now: directly if any connection is direct.
     pub fn route(&self, peer: &PeerId) -> Option<Route> {
-        let links = self.peers.get(peer)?;
-        if links.iter().any(|l| l.relay.is_none()) {
+        if self.has_direct(peer) {
             return Some(Route::Direct);
         }
-        let relay = links.iter().find_map(|l| l.relay)?;
+        let relay = self.peers.get(peer)?.iter().find_map(|l| l.relay)?;
         Some(Route::Relayed {
             relay,
             // A relay we never heard limits from is assumed to keep libp2p's small default.
@@ -105,17 +110,14 @@ impl Links {
 
     /// The relayed connections to `peer`, when a direct one exists too.
     pub fn redundant_relayed(&self, peer: &PeerId) -> Vec<ConnectionId> {
-        let Some(links) = self.peers.get(peer) else {
-            return Vec::new();
-        };
-        if !links.iter().any(|l| l.relay.is_none()) {
-            return Vec::new();
+        match self.peers.get(peer) {
+            Some(links) if self.has_direct(peer) => links
+                .iter()
+                .filter(|l| l.relay.is_some())
+                .map(|l| l.id)
+                .collect(),
+            _ => Vec::new(),
         }
-        links
-            .iter()
-            .filter(|l| l.relay.is_some())
-            .map(|l| l.id)
-            .collect()
     }
 
     /// Every open connection, for `status` (peer order is stable).

@@ -155,11 +155,14 @@ impl Node {
         };
         let mut swarm = build_swarm(key.clone(), &net)?;
         let mut addrs = listen(&mut swarm, &config.listen).await?;
-        if config.relay_server.is_some() && config.external_addrs.is_empty() {
-            // A relay is reachable where it listens; confirming that also switches it on.
-            for addr in &addrs {
-                swarm.add_external_address(addr.clone());
-            }
+        let relaying = relaying::Relaying::new(
+            config.relay_server.is_some(),
+            !config.external_addrs.is_empty(),
+            config.chord.rpc_timeout * 2,
+        );
+        // The event loop sees later addresses; these were reported before it started.
+        for addr in &addrs {
+            relaying.on_new_listen_addr(&mut swarm, addr);
         }
         for addr in &config.external_addrs {
             swarm.add_external_address(addr.clone());
@@ -214,11 +217,6 @@ impl Node {
             }
         };
         let service = files.clone().map(|f| Arc::new(f) as Arc<dyn Service>);
-        let relaying = relaying::Relaying::new(
-            config.relay_server.is_some(),
-            !config.external_addrs.is_empty(),
-            config.chord.rpc_timeout * 2,
-        );
         let event_loop = EventLoop::new(swarm, core, rx, service, data_dir, relaying);
         let task = tokio::spawn(event_loop.run());
         let mut node = Node {

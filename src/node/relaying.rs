@@ -39,7 +39,7 @@ pub(super) struct Relaying {
     /// The operator named the external addresses; do not guess them.
     external_given: bool,
     listens: Vec<RelayListen>,
-    /// Peers whose identify arrived: our address as they see it is known.
+    /// Connected peers whose identify arrived: our address as they see it is known.
     identified: HashSet<PeerId>,
     reserve_timeout: Duration,
 }
@@ -53,6 +53,11 @@ impl Relaying {
             identified: HashSet::new(),
             reserve_timeout,
         }
+    }
+
+    /// No connection to `peer` is left: its identify no longer says anything about us.
+    pub fn disconnected(&mut self, peer: &PeerId) {
+        self.identified.remove(peer);
     }
 
     pub fn next_wake(&self) -> Option<Instant> {
