@@ -302,18 +302,6 @@ impl Files {
         } else {
             signature
         };
-        let version = Version {
-            name: &name,
-            size,
-            hash: &computed,
-            created,
-            uploader: &uploader,
-        };
-        if !version.is_signed(&signature) {
-            return Ok(PutReply::Failed(
-                "the uploader's signature does not match the data; nothing was stored".into(),
-            ));
-        }
         let meta = FileMeta {
             name,
             key,
@@ -324,6 +312,11 @@ impl Files {
             created,
             signature,
         };
+        if !meta.version().is_signed(&meta.signature) {
+            return Ok(PutReply::Failed(
+                "the uploader's signature does not match the data; nothing was stored".into(),
+            ));
+        }
         store.commit(incoming, meta.clone()).map_err(store_error)?;
         // A newer version lives: an older removal no longer applies.
         store.clear_removed(&key);
@@ -431,15 +424,7 @@ impl Files {
             .map_err(transfer::local_error(path))?;
         let hash = copy_hashing(&mut source, path, &mut target, size, progress).await?;
         drop(target);
-        let version = Version {
-            name: &name,
-            size,
-            hash: &hash,
-            created,
-            uploader: &uploader,
-        };
-        let meta = FileMeta {
-            signature: version.sign(&self.inner.identity),
+        let mut meta = FileMeta {
             name,
             key,
             size,
@@ -447,7 +432,9 @@ impl Files {
             role: Role::Owner,
             uploader,
             created,
+            signature: Vec::new(),
         };
+        meta.signature = meta.version().sign(&self.inner.identity);
         store.commit(incoming, meta.clone())?;
         store.clear_removed(&key);
         Ok((1 + self.replicate(&meta).await, hash))

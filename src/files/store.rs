@@ -50,6 +50,19 @@ pub struct FileMeta {
     pub signature: Vec<u8>,
 }
 
+impl FileMeta {
+    /// This version as its uploader signs it.
+    pub fn version(&self) -> super::signing::Version<'_> {
+        super::signing::Version {
+            name: &self.name,
+            size: self.size,
+            hash: &self.hash,
+            created: self.created,
+            uploader: &self.uploader,
+        }
+    }
+}
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
