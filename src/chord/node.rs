@@ -179,6 +179,10 @@ pub struct ChordNode<A> {
     lone_successor_misses: u32,
     finger_lookup: Option<LookupId>,
     next_finger: usize,
+    /// Neighbours that announced an informed leave, and when. Requests the leaver sent just
+    /// before its `Leaving` (a notify, say) may arrive after it on another stream; for one RPC
+    /// timeout such stale mentions are ignored, so the leaver is not taken back in.
+    departed: Vec<(Id, Instant)>,
 }
 
 impl<A: Clone + std::fmt::Debug> ChordNode<A> {
@@ -200,6 +204,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             lone_successor_misses: 0,
             finger_lookup: None,
             next_finger: 0,
+            departed: Vec::new(),
         }
     }
 
@@ -508,7 +513,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     ) {
         self.adopt_successors(succ.clone(), successors);
         match predecessor {
-            Some(p) if p.id.in_open(&self.id(), &succ.id) => {
+            Some(p) if p.id.in_open(&self.id(), &succ.id) && !self.has_departed(now, &p.id) => {
                 // A node sits between us and our successor: query it before adopting it.
                 let op = Op::StabilizeCandidate {
                     candidate: p.clone(),
@@ -551,7 +556,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     /// Rectify (Zave): adopt `node` as predecessor if there is none or it is closer; otherwise
     /// ping the current one and adopt `node` only if that one is dead.
     fn rectify(&mut self, now: Instant, node: NodeRef<A>) {
-        if node.id == self.id() {
+        if node.id == self.id() || self.has_departed(now, &node.id) {
             return;
         }
         match self.routing.predecessor().cloned() {
@@ -645,6 +650,9 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         if node.id == self.id() {
             return;
         }
+        self.departed
+            .retain(|(_, at)| now < *at + self.config.rpc_timeout);
+        self.departed.push((node.id, now));
         if self.routing.predecessor().is_some_and(|p| p.id == node.id) {
             self.set_predecessor(predecessor.filter(|p| p.id != node.id));
         }
@@ -665,6 +673,12 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
             }
         }
         self.routing.forget_finger(&node.id);
+    }
+
+    fn has_departed(&self, now: Instant, id: &Id) -> bool {
+        self.departed
+            .iter()
+            .any(|(d, at)| d == id && now < *at + self.config.rpc_timeout)
     }
 
     fn check_left(&mut self) {

@@ -316,6 +316,14 @@ fn informed_leave_relinks_both_neighbours_in_one_exchange() {
     assert_eq!(pump.events(&leaver).last(), Some(&Event::Left));
     assert_eq!(pump.node(&pred).successor().id, succ);
     assert_eq!(pump.node(&succ).predecessor().map(|p| p.id), Some(pred));
+    // A notify the leaver sent before its Leaving, overtaken on another stream, lands late:
+    // it must not bring the leaver back as predecessor.
+    let late = Request::Notify {
+        node: pump.node(&leaver).me().clone(),
+    };
+    let now = pump.now;
+    pump.node(&succ).handle_request(now, late);
+    assert_eq!(pump.node(&succ).predecessor().map(|p| p.id), Some(pred));
     pump.nodes.remove(&leaver);
     pump.run(Duration::from_secs(3), STEP);
     pump.check_exact().unwrap();
