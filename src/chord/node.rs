@@ -376,15 +376,22 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
                 },
             ) => {
                 self.lone_successor_misses = 0;
-                self.on_successor_neighbours(now, succ, predecessor, successors)
+                if self.has_departed(now, &succ.id) {
+                    // Answered just before it left; its Leaving has relinked us already.
+                    self.stabilizing = false;
+                } else {
+                    self.on_successor_neighbours(now, succ, predecessor, successors)
+                }
             }
             (Op::StabilizeCandidate { candidate, .. }, Response::Neighbours { successors, .. }) => {
-                self.adopt_successors(candidate.clone(), successors);
-                self.notify(now, candidate);
+                if !self.has_departed(now, &candidate.id) {
+                    self.adopt_successors(now, candidate.clone(), successors);
+                    self.notify(now, candidate);
+                }
                 self.stabilizing = false;
             }
             (Op::JoinNeighbours { owner }, Response::Neighbours { successors, .. }) => {
-                self.adopt_successors(owner.clone(), successors);
+                self.adopt_successors(now, owner.clone(), successors);
                 self.phase = Phase::Active;
                 self.periodic_at = now;
                 self.notify(now, owner.clone());
@@ -511,7 +518,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         predecessor: Option<NodeRef<A>>,
         successors: Vec<NodeRef<A>>,
     ) {
-        self.adopt_successors(succ.clone(), successors);
+        self.adopt_successors(now, succ.clone(), successors);
         match predecessor {
             Some(p) if p.id.in_open(&self.id(), &succ.id) && !self.has_departed(now, &p.id) => {
                 // A node sits between us and our successor: query it before adopting it.
@@ -528,9 +535,14 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         }
     }
 
-    /// `succ_list := [first] ++ rest`, trimmed; reports a change of first successor.
-    fn adopt_successors(&mut self, first: NodeRef<A>, rest: Vec<NodeRef<A>>) {
+    /// `succ_list := [first] ++ rest`, trimmed, without nodes that just left; reports a change
+    /// of first successor.
+    fn adopt_successors(&mut self, now: Instant, first: NodeRef<A>, rest: Vec<NodeRef<A>>) {
         let old = self.routing.successor().clone();
+        let rest: Vec<NodeRef<A>> = rest
+            .into_iter()
+            .filter(|n| !self.has_departed(now, &n.id))
+            .collect();
         self.routing
             .set_successors(std::iter::once(first).chain(rest));
         self.report_successor_change(old);

@@ -310,10 +310,27 @@ fn informed_leave_relinks_both_neighbours_in_one_exchange() {
         ring.predecessor(&leaver).unwrap(),
         ring.successors(&leaver, 1)[0],
     );
+    // The predecessor's stabilize request reaches the leaver just before it leaves; the answer
+    // (still naming the leaver's list) arrives after the Leaving.
+    pump.now += pump.config.stabilize_interval;
     let now = pump.now;
+    pump.node(&pred).handle_timeout(now);
+    let mut stale = None;
+    while let Some(t) = pump.node(&pred).poll_transmit() {
+        let answer = pump.node(&t.to.id).handle_request(now, t.request.clone());
+        if t.to.id == leaver && matches!(t.request, Request::GetNeighbours) {
+            stale = Some((t.id, answer));
+        } else {
+            pump.node(&pred).handle_response(now, t.id, answer);
+        }
+    }
+    let (stale_id, stale_answer) = stale.expect("the predecessor stabilizes with the leaver");
     pump.node(&leaver).leave(now);
     pump.deliver();
     assert_eq!(pump.events(&leaver).last(), Some(&Event::Left));
+    pump.node(&pred)
+        .handle_response(now, stale_id, stale_answer);
+    pump.deliver();
     assert_eq!(pump.node(&pred).successor().id, succ);
     assert_eq!(pump.node(&succ).predecessor().map(|p| p.id), Some(pred));
     // A notify the leaver sent before its Leaving, overtaken on another stream, lands late:
