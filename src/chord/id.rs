@@ -10,8 +10,21 @@ pub const M: usize = 160;
 
 /// A position on the ring: a 160-bit unsigned number, stored big-endian so that the derived
 /// byte-wise ordering is the numeric ordering.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Id(pub [u8; 20]);
+
+/// Numeric order, which for big-endian bytes is the byte-wise order.
+impl Ord for Id {
+    fn cmp(&self, other: &Id) -> std::cmp::Ordering {
+        self.limbs().cmp(&other.limbs())
+    }
+}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Id) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Id {
     /// The identifier of arbitrary bytes: their SHA-1 digest (file names, peer ids).
@@ -36,32 +49,32 @@ impl Id {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The number as two limbs, high 32 bits and low 128 bits: arithmetic and comparison on
+    /// limbs instead of bytes (lookups compare ids all the time; the simulator lives on it).
+    fn limbs(&self) -> (u32, u128) {
+        let [a, b, c, d, lo @ ..] = self.0;
+        (u32::from_be_bytes([a, b, c, d]), u128::from_be_bytes(lo))
+    }
+
+    fn from_limbs(hi: u32, lo: u128) -> Id {
+        let mut out = [0u8; 20];
+        out[..4].copy_from_slice(&hi.to_be_bytes());
+        out[4..].copy_from_slice(&lo.to_be_bytes());
+        Id(out)
+    }
+
     /// `self + other (mod 2^160)`.
     pub fn wrapping_add(&self, other: &Id) -> Id {
-        let mut out = [0u8; 20];
-        let mut carry = 0u16;
-        for i in (0..20).rev() {
-            let sum = self.0[i] as u16 + other.0[i] as u16 + carry;
-            out[i] = sum as u8;
-            carry = sum >> 8;
-        }
-        Id(out)
+        let ((ah, al), (bh, bl)) = (self.limbs(), other.limbs());
+        let (lo, carry) = al.overflowing_add(bl);
+        Id::from_limbs(ah.wrapping_add(bh).wrapping_add(carry as u32), lo)
     }
 
     /// `self - other (mod 2^160)`: the clockwise distance from `other` to `self`.
     pub fn wrapping_sub(&self, other: &Id) -> Id {
-        let mut out = [0u8; 20];
-        let mut borrow = 0i16;
-        for i in (0..20).rev() {
-            let mut diff = self.0[i] as i16 - other.0[i] as i16 - borrow;
-            borrow = 0;
-            if diff < 0 {
-                diff += 256;
-                borrow = 1;
-            }
-            out[i] = diff as u8;
-        }
-        Id(out)
+        let ((ah, al), (bh, bl)) = (self.limbs(), other.limbs());
+        let (lo, borrow) = al.overflowing_sub(bl);
+        Id::from_limbs(ah.wrapping_sub(bh).wrapping_sub(borrow as u32), lo)
     }
 
     /// `2^i` for `i < 160`.
@@ -206,6 +219,20 @@ mod tests {
         #[test]
         fn add_then_sub_round_trips(a in arb_id(), b in arb_id()) {
             prop_assert_eq!(a.wrapping_add(&b).wrapping_sub(&b), a);
+        }
+
+        #[test]
+        fn limb_arithmetic_matches_schoolbook_bytes(a in arb_id(), b in arb_id()) {
+            // The byte-at-a-time subtraction with borrow, as on paper.
+            let mut diff = [0u8; 20];
+            let mut borrow = 0i16;
+            for i in (0..20).rev() {
+                let d = a.0[i] as i16 - b.0[i] as i16 - borrow;
+                borrow = i16::from(d < 0);
+                diff[i] = (d + 256 * borrow) as u8;
+            }
+            prop_assert_eq!(a.wrapping_sub(&b), Id(diff));
+            prop_assert_eq!(a.cmp(&b), a.0.cmp(&b.0));
         }
 
         #[test]

@@ -133,12 +133,19 @@ impl<A: Clone> Routing<A> {
         } else {
             Box::new(self.known())
         };
-        let mut found: Vec<&NodeRef<A>> = candidates
-            .filter(|n| n.id.in_open(&self.me.id, key))
+        // A node n lies in (me, key) when 0 < d(me, n) < d(me, key); the farther it is from
+        // me, the closer it is to the key. Each distance is computed once.
+        let limit = self.me.id.distance_to(key);
+        let mut found: Vec<(Id, &NodeRef<A>)> = candidates
+            .map(|n| (self.me.id.distance_to(&n.id), n))
+            .filter(|(d, _)| *d != Id::default() && (*key == self.me.id || *d < limit))
             .collect();
-        found.sort_by_key(|n| n.id.distance_to(key));
-        found.dedup_by_key(|n| n.id);
-        found.into_iter().take(k).cloned().collect()
+        // Stable, so of a node's duplicate entries (a node in many fingers) the first known one
+        // (successor list before fingers) is kept; equal ids have equal distances, sit together.
+        found.sort_by_key(|(d, _)| std::cmp::Reverse(*d));
+        found.dedup_by_key(|(d, _)| *d);
+        found.truncate(k);
+        found.into_iter().map(|(_, n)| n.clone()).collect()
     }
 
     /// This node's answer to "who is successor(key)?".
