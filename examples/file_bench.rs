@@ -91,7 +91,9 @@ fn make_file(path: &Path, size: u64) -> Result<()> {
         file.write_all(&buf[..n])?;
         left -= n as u64;
     }
-    file.flush()?;
+    // On disk before anything is timed, like a user's file: otherwise the kernel writes the
+    // source back while the transfer runs, and the timings depend on when it does.
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
 }
 

@@ -168,8 +168,8 @@ impl Files {
             tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset)).await?;
             Ok::<_, std::io::Error>(file)
         };
-        let mut file = match opened.await {
-            Ok(file) => file,
+        let file = match opened.await {
+            Ok(file) => file.into_std().await,
             Err(e) => {
                 // Say so, rather than leave the asker guessing; the scrub will drop the copy.
                 let why = format!("the stored copy cannot be read: {e}");
@@ -179,7 +179,7 @@ impl Files {
         write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
         // No hashing here: the receiver verifies, and tells this node (Check) when it finds a
         // bad copy, so the hot path costs one hash, not two.
-        send_bytes(&mut file, &path, stream, meta.size - offset, None, None).await?;
+        send_bytes(file, &path, stream, meta.size - offset, None, None).await?;
         futures::AsyncWriteExt::close(stream).await?;
         Ok(())
     }
@@ -277,18 +277,14 @@ impl Files {
         };
         write_frame(stream, &PutReply::Ready).await?;
         let incoming = store.begin(&key).map_err(store_error)?;
-        let mut file =
-            tokio::fs::File::from_std(incoming.file.try_clone().map_err(TransferError::Io)?);
-        let mut hasher = blake3::Hasher::new();
         let path = store.data_path(&key);
         let into = Receiving {
-            file: &mut file,
+            file: incoming.file.try_clone().map_err(TransferError::Io)?,
             path: &path,
-            hasher: &mut hasher,
+            hasher: blake3::Hasher::new(),
             forward: &mut forward,
         };
-        receive_bytes(stream, into, size, None, 0).await?;
-        drop(file);
+        let hasher = receive_bytes(stream, into, size, None, 0).await?.hasher;
         let trailer: Trailer = unstalled(read_frame(stream)).await?;
         let computed: Hash = *hasher.finalize().as_bytes();
         if computed != trailer.hash || hash.is_some_and(|h| h != computed) {

@@ -13,7 +13,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::store::{FileMeta, Hash, Role};
 
@@ -164,52 +164,93 @@ where
 /// Progress callback: bytes done so far, of how many in all.
 pub type Progress<'a> = Option<&'a (dyn Fn(u64, u64) + Send + Sync)>;
 
-/// Copies exactly `size` bytes from `file` to the stream, feeding `hasher` when there is one
-/// (an uploader hashes what it sends; a server leaves checking to the receiver).
+/// Copies exactly `size` bytes from `file` (from its current position) to the stream, feeding
+/// `hasher` when there is one (an uploader hashes what it sends; a server leaves checking to
+/// the receiver). The file is read and hashed on a blocking thread a few chunks ahead of the
+/// network, so neither waits for the other.
 pub async fn send_bytes<W: AsyncWrite + Unpin>(
-    file: &mut tokio::fs::File,
+    file: std::fs::File,
     path: &Path,
     to: &mut W,
     size: u64,
-    mut hasher: Option<&mut blake3::Hasher>,
+    hasher: Option<&mut blake3::Hasher>,
     progress: Progress<'_>,
 ) -> Result<(), TransferError> {
-    let mut buf = vec![0u8; CHUNK];
+    let (to_net, mut queue) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
+    let (spare_tx, mut spare) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let own = hasher.as_deref().cloned();
+    let reader =
+        tokio::task::spawn_blocking(move || read_chunks(file, size, own, to_net, &mut spare));
+    let sent = async {
+        let mut done = 0u64;
+        while let Some(chunk) = queue.recv().await {
+            unstalled(async { Ok(to.write_all(&chunk).await?) }).await?;
+            done += chunk.len() as u64;
+            if let Some(p) = progress {
+                p(done, size);
+            }
+            let _ = spare_tx.send(chunk);
+        }
+        to.flush().await?;
+        Ok::<_, TransferError>(done)
+    }
+    .await;
+    // Gone on a network error: the reader's next hand-over fails and it stops.
+    drop(queue);
+    let read = reader
+        .await
+        .map_err(|e| TransferError::Io(std::io::Error::other(e)))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => TransferError::Changed,
+            _ => local_error(path)(e),
+        });
+    match (sent, read) {
+        (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+        (Ok(done), Ok(_)) if done < size => Err(TransferError::Changed),
+        (Ok(_), Ok(hashed)) => {
+            if let (Some(hasher), Some(hashed)) = (hasher, hashed) {
+                *hasher = hashed;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The disk side of a send, on a blocking thread: reads whole chunks (a file that ends early
+/// has changed: `UnexpectedEof`), hashes them if asked, and queues them for the network.
+fn read_chunks(
+    mut file: std::fs::File,
+    size: u64,
+    mut hasher: Option<blake3::Hasher>,
+    queue: tokio::sync::mpsc::Sender<Vec<u8>>,
+    spare: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) -> std::io::Result<Option<blake3::Hasher>> {
     let mut done = 0u64;
     while done < size {
         let want = CHUNK.min((size - done) as usize);
-        let n = file
-            .read(&mut buf[..want])
-            .await
-            .map_err(local_error(path))?;
-        if n == 0 {
-            return Err(TransferError::Changed);
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(want, 0);
+        std::io::Read::read_exact(&mut file, &mut buf)?;
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&buf);
         }
-        if let Some(hasher) = hasher.as_deref_mut() {
-            hasher.update(&buf[..n]);
-        }
-        unstalled(async { Ok(to.write_all(&buf[..n]).await?) }).await?;
-        done += n as u64;
-        if let Some(p) = progress {
-            p(done, size);
+        done += want as u64;
+        if queue.blocking_send(buf).is_err() {
+            break;
         }
     }
-    to.flush().await?;
-    Ok(())
+    Ok(hasher)
 }
 
 /// Starts writing a file's dirty pages to disk every [`WRITEBACK`] bytes while it is still
 /// being received, so the fsync at the end waits for the last stretch only.
 const WRITEBACK: u64 = 8 * 1024 * 1024;
 
-async fn start_writeback(
-    file: &mut tokio::fs::File,
-    path: &Path,
-    from: u64,
-    len: u64,
-) -> Result<(), TransferError> {
-    // Let tokio's pending write reach the file first, or there is nothing to write back.
-    file.flush().await.map_err(local_error(path))?;
+/// Chunks queued between the network side of a receive and its disk writer. With the chunk
+/// being filled and the one being written, a transfer holds at most `DEPTH + 2` chunks.
+const DEPTH: usize = 4;
+
+fn start_writeback(file: &std::fs::File, from: u64, len: u64) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -225,70 +266,115 @@ async fn start_writeback(
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (from, len);
-    Ok(())
+    let _ = (file, from, len);
 }
 
-/// Where received bytes go: the file being written, the running hash, and streams they are
-/// passed on to as they arrive (an owner forwarding an upload to its replicas while it
-/// receives it). A forward that fails is dropped; the transfer itself goes on.
+/// Where received bytes go: the file being written (at its end), the running hash, and streams
+/// they are passed on to as they arrive (an owner forwarding an upload to its replicas while
+/// it receives it). A forward that fails is dropped; the transfer itself goes on.
 pub struct Receiving<'a, W> {
-    pub file: &'a mut tokio::fs::File,
+    pub file: std::fs::File,
     pub path: &'a Path,
-    pub hasher: &'a mut blake3::Hasher,
+    pub hasher: blake3::Hasher,
     pub forward: &'a mut [Option<W>],
 }
 
-/// Copies exactly `size` bytes from the stream into `to`.
+/// A finished receive: the file (written, not yet synced) and the hash of all it holds.
+pub struct Received {
+    pub file: std::fs::File,
+    pub hasher: blake3::Hasher,
+}
+
+/// The disk side of a receive, on a blocking thread: hashes and writes each chunk in order
+/// and hands the buffer back for reuse. `offset` is where the file's end was at the start.
+fn write_chunks(
+    mut file: std::fs::File,
+    mut hasher: blake3::Hasher,
+    offset: u64,
+    queue: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    spare: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+) -> std::io::Result<Received> {
+    let mut written = 0u64;
+    while let Some(chunk) = queue.blocking_recv() {
+        hasher.update(&chunk);
+        std::io::Write::write_all(&mut file, &chunk)?;
+        let before = written;
+        written += chunk.len() as u64;
+        if written / WRITEBACK > before / WRITEBACK {
+            let end = offset + written / WRITEBACK * WRITEBACK;
+            start_writeback(&file, end - WRITEBACK, WRITEBACK);
+        }
+        let _ = spare.send(chunk);
+    }
+    Ok(Received { file, hasher })
+}
+
+/// Copies exactly `size` bytes from the stream into `to`. The network side and the disk side
+/// run at once (the disk on a blocking thread, a few chunks apart), so hashing and writing a
+/// chunk never holds up reading the next one.
 pub async fn receive_bytes<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     from: &mut R,
     to: Receiving<'_, W>,
     size: u64,
     progress: Progress<'_>,
     already: u64,
-) -> Result<(), TransferError> {
+) -> Result<Received, TransferError> {
     let Receiving {
         file,
         path,
         hasher,
         forward,
     } = to;
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < size {
-        // Fill the whole chunk before hashing and writing: BLAKE3 is several times faster on
-        // large inputs, and one big file write beats many small ones.
-        let want = CHUNK.min((size - done) as usize);
-        let mut n = 0;
-        while n < want {
-            let got = unstalled(async { Ok(from.read(&mut buf[n..want]).await?) }).await?;
-            if got == 0 {
-                return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    let (to_disk, mut queue) = tokio::sync::mpsc::channel::<Vec<u8>>(DEPTH);
+    let (spare_tx, mut spare) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::task::spawn_blocking(move || {
+        write_chunks(file, hasher, already, &mut queue, spare_tx)
+    });
+    let received = async {
+        let mut done = 0u64;
+        while done < size {
+            let want = CHUNK.min((size - done) as usize);
+            let mut buf = spare.try_recv().unwrap_or_default();
+            buf.resize(want, 0);
+            // Whole chunks: BLAKE3 is several times faster on large inputs than on the few KiB
+            // one stream read returns, and one big file write beats many small ones.
+            let mut n = 0;
+            while n < want {
+                let got = unstalled(async { Ok(from.read(&mut buf[n..]).await?) }).await?;
+                if got == 0 {
+                    return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                n += got;
             }
-            n += got;
-        }
-        for slot in forward.iter_mut() {
-            if let Some(stream) = slot {
-                let sent = unstalled(async { Ok(stream.write_all(&buf[..n]).await?) }).await;
-                if sent.is_err() {
-                    *slot = None;
+            for slot in forward.iter_mut() {
+                if let Some(stream) = slot {
+                    let sent = unstalled(async { Ok(stream.write_all(&buf).await?) }).await;
+                    if sent.is_err() {
+                        *slot = None;
+                    }
                 }
             }
+            if to_disk.send(buf).await.is_err() {
+                // The writer stopped: its error says why.
+                break;
+            }
+            done += want as u64;
+            if let Some(p) = progress {
+                p(already + done, already + size);
+            }
         }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).await.map_err(local_error(path))?;
-        let before = done;
-        done += n as u64;
-        if done / WRITEBACK > before / WRITEBACK {
-            let end = already + done / WRITEBACK * WRITEBACK;
-            start_writeback(file, path, end - WRITEBACK, WRITEBACK).await?;
-        }
-        if let Some(p) = progress {
-            p(already + done, already + size);
-        }
+        Ok(())
     }
-    file.flush().await.map_err(local_error(path))?;
-    Ok(())
+    .await;
+    drop(to_disk);
+    let written = writer
+        .await
+        .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
+    match (received, written) {
+        (_, Err(e)) => Err(local_error(path)(e)),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(()), Ok(received)) => Ok(received),
+    }
 }
 
 /// Uploads the local file at `path` over `stream` (the Put side of the protocol). An uploader
@@ -313,7 +399,7 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let (size, created) = (*size, *created);
     let (name, uploader) = (name.clone(), uploader.clone());
-    let mut file = tokio::fs::File::open(path)
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(local_error(path))?;
     write_frame(stream, &header).await.map_err(before_answer)?;
@@ -327,7 +413,8 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
         PutReply::Refused(why) | PutReply::Failed(why) => return Err(TransferError::Refused(why)),
     }
     let mut hasher = blake3::Hasher::new();
-    send_bytes(&mut file, path, stream, size, Some(&mut hasher), progress).await?;
+    let file = file.into_std().await;
+    send_bytes(file, path, stream, size, Some(&mut hasher), progress).await?;
     let hash: Hash = *hasher.finalize().as_bytes();
     let signature = match signer {
         Some(key) => {
@@ -417,17 +504,20 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let rest = meta.size.saturating_sub(offset);
     let into = Receiving {
-        file: &mut file,
+        file: file.into_std().await,
         path: &partial,
-        hasher: &mut hasher,
+        hasher,
         forward: &mut [] as &mut [Option<S>],
     };
-    receive_bytes(stream, into, rest, progress, offset).await?;
+    let Received { file, hasher } = receive_bytes(stream, into, rest, progress, offset).await?;
     if *hasher.finalize().as_bytes() != meta.hash {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(TransferError::HashMismatch);
     }
-    file.sync_all().await.map_err(local_error(&partial))?;
+    tokio::fs::File::from_std(file)
+        .sync_all()
+        .await
+        .map_err(local_error(&partial))?;
     tokio::fs::rename(&partial, out)
         .await
         .map_err(local_error(out))?;
