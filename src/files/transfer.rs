@@ -1,8 +1,9 @@
 //! File data over dedicated libp2p streams, protocol `/chord-p2p/transfer/1.0.0`.
 //!
 //! A stream carries one transfer. Control messages are frames (u32 big-endian length, then
-//! CBOR, at most 64 KiB); file bytes travel raw between them, in 256 KiB chunks, so memory per
-//! transfer stays bounded whatever the file size and flow control is the transport's.
+//! CBOR, at most 64 KiB); file bytes travel raw between them, in 256 KiB chunks, at most a few
+//! of them queued between the disk thread and the stream, so memory per transfer stays bounded
+//! whatever the file size and flow control is the transport's.
 //!
 //! Put:  → Put header   ← Ready | Done | Refused   → `size` bytes   → Trailer{hash}   ← Done | Failed
 //! Get:  → Get{name, offset}   ← Sending{meta} | NotFound | Refused   ← bytes from offset to end
