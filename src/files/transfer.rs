@@ -524,3 +524,92 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(local_error(out))?;
     Ok((meta, offset))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    /// Bytes that differ from chunk to chunk, over more than three chunks (buffers get reused).
+    fn payload() -> Vec<u8> {
+        (0..3 * CHUNK + 1234).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_file_is_sent_whole_and_hashed_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src");
+        let data = payload();
+        std::fs::write(&path, &data).unwrap();
+        let mut wire = Cursor::new(Vec::new());
+        let mut hasher = blake3::Hasher::new();
+        let file = std::fs::File::open(&path).unwrap();
+        let size = data.len() as u64;
+        send_bytes(file, &path, &mut wire, size, Some(&mut hasher), None)
+            .await
+            .unwrap();
+        assert_eq!(wire.into_inner(), data);
+        assert_eq!(hasher.finalize(), blake3::hash(&data));
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_announced_has_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src");
+        std::fs::write(&path, payload()).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut wire = Cursor::new(Vec::new());
+        let size = payload().len() as u64 + 1;
+        let sent = send_bytes(file, &path, &mut wire, size, None, None).await;
+        assert!(matches!(sent, Err(TransferError::Changed)), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn received_bytes_are_written_hashed_and_forwarded_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dst");
+        let data = payload();
+        let mut forward = [Some(Cursor::new(Vec::new()))];
+        let into = Receiving {
+            file: std::fs::File::create(&path).unwrap(),
+            path: &path,
+            hasher: blake3::Hasher::new(),
+            forward: &mut forward,
+        };
+        let mut wire = Cursor::new(data.clone());
+        let received = receive_bytes(&mut wire, into, data.len() as u64, None, 0)
+            .await
+            .unwrap();
+        drop(received.file);
+        assert_eq!(received.hasher.finalize(), blake3::hash(&data));
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        let [Some(copy)] = forward else {
+            panic!("the forward was dropped");
+        };
+        assert_eq!(copy.into_inner(), data);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_early_is_an_error_and_keeps_what_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dst");
+        let data = payload();
+        let cut = 2 * CHUNK + 99;
+        let into = Receiving {
+            file: std::fs::File::create(&path).unwrap(),
+            path: &path,
+            hasher: blake3::Hasher::new(),
+            forward: &mut [] as &mut [Option<Cursor<Vec<u8>>>],
+        };
+        let mut wire = Cursor::new(data[..cut].to_vec());
+        let got = receive_bytes(&mut wire, into, data.len() as u64, None, 0).await;
+        assert!(
+            matches!(&got, Err(TransferError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{:?}",
+            got.err()
+        );
+        // Whole chunks that arrived are on disk (a resumed get hashes them and asks for the rest).
+        let kept = std::fs::read(&path).unwrap();
+        assert_eq!(kept[..], data[..2 * CHUNK]);
+    }
+}
