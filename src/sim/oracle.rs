@@ -14,6 +14,8 @@
 //! every predecessor, every successor list (the next r members) and every finger
 //! (`finger[i] = successor(id + 2^i)`).
 
+use std::collections::BTreeSet;
+
 use crate::chord::{Id, NodeRef, M};
 
 use super::world::{Addr, Sim};
@@ -34,6 +36,14 @@ pub struct Scratch {
     counted: Vec<bool>,
     /// How many members have a successor other than the next member by id.
     bad: usize,
+    /// By address: the member's position in id order (valid for current members).
+    rank: Vec<u32>,
+    /// Members' addresses in id order.
+    ring: Vec<u32>,
+    /// Ranks of the members counted in `bad`: the only places the ring can go wrong.
+    bad_ranks: BTreeSet<u32>,
+    /// Check with both ring walks and fail if they disagree (tests of the oracle itself).
+    pub(super) cross_check: bool,
     /// Membership changed since the last check: recompute every successor.
     pub(super) stale: bool,
 }
@@ -48,6 +58,7 @@ impl Scratch {
         self.color.push(0);
         self.next.push(NONE);
         self.counted.push(false);
+        self.rank.push(NONE);
     }
 }
 
@@ -78,8 +89,11 @@ impl Sim {
             let ring: Vec<Addr> = self.members.values().copied().collect();
             for (k, addr) in ring.iter().enumerate() {
                 self.scratch.next[addr.0 as usize] = ring[(k + 1) % ring.len()].0;
+                self.scratch.rank[addr.0 as usize] = k as u32;
             }
+            self.scratch.ring = ring.iter().map(|a| a.0).collect();
             self.scratch.bad = 0;
+            self.scratch.bad_ranks.clear();
             for addr in ring {
                 self.scratch.counted[addr.0 as usize] = false;
                 let succ = self.effective_successor(addr);
@@ -125,7 +139,22 @@ impl Sim {
             // Every member points at the next member by id: one ring, in order, holding all.
             return Ok(());
         }
-        self.check_ring()
+        if self.scratch.cross_check {
+            let (full, short) = (self.check_ring(), self.check_ring_between_bad());
+            if full.is_ok() != short.is_ok() {
+                return Err(format!(
+                    "oracle walks disagree: full {full:?}, short {short:?}"
+                ));
+            }
+            return full;
+        }
+        // Few wrong successors (the usual case while a big ring repairs itself): walk between
+        // them only. Many (a ring being built): one pass over everyone is cheaper.
+        if self.scratch.bad_ranks.len() * 8 < n {
+            self.check_ring_between_bad()
+        } else {
+            self.check_ring()
+        }
     }
 
     /// Records a member's successor, keeping count of members whose successor is not the
@@ -138,10 +167,101 @@ impl Sim {
         s.succ[i] = succ;
         s.counted[i] = is_bad;
         match (was_bad, is_bad) {
-            (false, true) => s.bad += 1,
-            (true, false) => s.bad -= 1,
+            (false, true) => {
+                s.bad += 1;
+                s.bad_ranks.insert(s.rank[i]);
+            }
+            (true, false) => {
+                s.bad -= 1;
+                s.bad_ranks.remove(&s.rank[i]);
+            }
             _ => {}
         }
+    }
+
+    /// The same verdict as [`Sim::check_ring`] in O(b log b) for b wrong successors. Between
+    /// two of them every member points at the next member by id, so from a wrong member's
+    /// successor the walk runs straight (in id order) to the first wrong member at or after
+    /// it: each such stretch is one edge here, with its length and whether it passes the
+    /// largest id. Every cycle goes through a wrong member (a cycle of right ones only would be
+    /// the whole ring, with nobody wrong), so counting cycles and wraps on these edges counts
+    /// them on the members.
+    fn check_ring_between_bad(&mut self) -> Result<(), String> {
+        let Scratch {
+            succ,
+            ids: id_of,
+            color,
+            rank,
+            ring,
+            bad_ranks,
+            ..
+        } = &mut self.scratch;
+        let n = ring.len() as u32;
+        let bad: Vec<u32> = bad_ranks.iter().copied().collect();
+        for &b in &bad {
+            let addr = ring[b as usize] as usize;
+            if succ[addr] == NONE {
+                let list = self.nodes[addr]
+                    .as_ref()
+                    .map(|n| ids(n.core.successors()))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "member {:?} has no live member in its successor list {list:?}",
+                    id_of[addr]
+                ));
+            }
+            color[addr] = 0;
+        }
+        let first_bad = bad[0];
+        // From wrong member `b`: the next wrong member reached, members passed, and wraps.
+        let edge = |b: u32| -> (u32, u32, u32) {
+            let s = rank[succ[ring[b as usize] as usize] as usize];
+            let c = bad_ranks.range(s..).next().copied().unwrap_or(first_bad);
+            let wraps = u32::from(s <= b) + u32::from(c < s);
+            (c, 1 + (c + n - s) % n, wraps)
+        };
+        let mut cycles = 0;
+        let mut on_cycle = first_bad;
+        for &start in &bad {
+            let at = |r: u32| ring[r as usize] as usize;
+            if color[at(start)] != 0 {
+                continue;
+            }
+            let mut x = start;
+            while color[at(x)] == 0 {
+                color[at(x)] = 1;
+                x = edge(x).0;
+            }
+            if color[at(x)] == 1 {
+                cycles += 1;
+                on_cycle = x;
+            }
+            let mut y = start;
+            while color[at(y)] == 1 {
+                color[at(y)] = 2;
+                y = edge(y).0;
+            }
+        }
+        if cycles != 1 {
+            return Err(format!("{cycles} rings among {n} members"));
+        }
+        let (mut wraps, mut len) = (0, 0);
+        let mut x = on_cycle;
+        loop {
+            let (c, l, w) = edge(x);
+            wraps += w;
+            len += l;
+            x = c;
+            if x == on_cycle {
+                break;
+            }
+        }
+        if wraps != 1 {
+            return Err(format!(
+                "the ring of {len} members goes round {wraps} times: out of order"
+            ));
+        }
+        Ok(())
     }
 
     fn check_ring(&mut self) -> Result<(), String> {
@@ -299,4 +419,78 @@ impl Sim {
 
 fn ids(list: &[NodeRef<Addr>]) -> Vec<Id> {
     list.iter().map(|n| n.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::scenario;
+    use super::super::world::{NetConfig, SimConfig};
+    use super::*;
+
+    /// A settled ring of `n` with the oracle cross-checking its two ring walks at every event.
+    fn cross_checked_ring(seed: u64, n: usize, r: usize) -> Sim {
+        let mut sim = Sim::new(SimConfig::new(seed, r));
+        sim.scratch.cross_check = true;
+        scenario::grow(&mut sim, n, 0.5, Duration::from_secs(300));
+        assert!(scenario::settle(&mut sim, Duration::from_secs(300)).is_some());
+        sim
+    }
+
+    /// Points `addr`'s successor list at `to` and runs the oracle at once.
+    fn point(sim: &mut Sim, addr: Addr, to: Addr) -> Result<(), String> {
+        let target = sim.node(to).expect("live").me().clone();
+        if let Some(node) = sim.nodes[addr.0 as usize].as_mut() {
+            node.core.set_successors_for_test(vec![target]);
+        }
+        sim.touched.push(addr);
+        sim.check_running()
+    }
+
+    #[test]
+    fn the_short_ring_walk_agrees_with_the_full_one_through_churn_and_loss() {
+        let mut sim = cross_checked_ring(7, 120, 3);
+        sim.set_net(NetConfig {
+            loss: 0.05,
+            reorder: 0.05,
+            ..NetConfig::default()
+        });
+        scenario::random_run(&mut sim, 60_000, 6.0);
+        assert!(sim.counters().checks > 60_000);
+        let disagreements: Vec<&String> = sim
+            .violations()
+            .iter()
+            .filter(|v| v.contains("disagree"))
+            .collect();
+        assert!(disagreements.is_empty(), "{disagreements:#?}");
+    }
+
+    #[test]
+    fn both_ring_walks_catch_a_split_and_a_ring_out_of_order() {
+        let mut sim = cross_checked_ring(3, 40, 3);
+        let m: Vec<Addr> = sim.members.values().copied().collect();
+        // 10 back to 5 closes a small ring; everyone else leads into it (appendages: allowed).
+        point(&mut sim, m[10], m[5]).unwrap();
+        // 30 back to 20 closes a second one: 11..=19 lead there, the rest to the first.
+        let split = point(&mut sim, m[30], m[20]);
+        assert!(
+            split.as_ref().is_err_and(|e| e.contains("2 rings")),
+            "{split:?}"
+        );
+        point(&mut sim, m[10], m[11]).unwrap();
+        point(&mut sim, m[30], m[31]).unwrap();
+        // 5 → 15 → 10 → 20 → 5: one ring, but it goes round the circle twice.
+        point(&mut sim, m[5], m[15]).unwrap();
+        let _ = point(&mut sim, m[15], m[10]);
+        let _ = point(&mut sim, m[10], m[20]);
+        let twice = point(&mut sim, m[20], m[5]);
+        assert!(
+            twice.as_ref().is_err_and(|e| e.contains("round 2 times")),
+            "{twice:?}"
+        );
+        // Without cross-checking, few wrong successors take the short walk alone: same verdict.
+        sim.scratch.cross_check = false;
+        assert_eq!(sim.check_running(), twice);
+    }
 }
