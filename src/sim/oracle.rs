@@ -187,9 +187,11 @@ impl Sim {
     /// the whole ring, with nobody wrong), so counting cycles and wraps on these edges counts
     /// them on the members.
     fn check_ring_between_bad(&mut self) -> Result<(), String> {
+        let bad: Vec<u32> = self.scratch.bad_ranks.iter().copied().collect();
+        let ring = &self.scratch.ring;
+        self.each_has_a_successor(bad.iter().map(|&b| ring[b as usize]))?;
         let Scratch {
             succ,
-            ids: id_of,
             color,
             rank,
             ring,
@@ -197,145 +199,48 @@ impl Sim {
             ..
         } = &mut self.scratch;
         let n = ring.len() as u32;
-        let bad: Vec<u32> = bad_ranks.iter().copied().collect();
-        for &b in &bad {
-            let addr = ring[b as usize] as usize;
-            if succ[addr] == NONE {
+        let first_bad = bad[0];
+        // From wrong member `b`: the next wrong member reached, members passed, and wraps.
+        let step = |b: u32| -> (u32, u32, u32) {
+            let s = rank[succ[ring[b as usize] as usize] as usize];
+            let c = bad_ranks.range(s..).next().copied().unwrap_or(first_bad);
+            let wraps = u32::from(s <= b) + u32::from(c < s);
+            (c, 1 + (c + n - s) % n, wraps)
+        };
+        one_ring_once(&bad, color, |b| ring[b as usize] as usize, step, n)
+    }
+
+    /// Every one of these members has a live member in its successor list.
+    fn each_has_a_successor(&self, addrs: impl Iterator<Item = u32>) -> Result<(), String> {
+        for addr in addrs.map(|a| a as usize) {
+            if self.scratch.succ[addr] == NONE {
                 let list = self.nodes[addr]
                     .as_ref()
                     .map(|n| ids(n.core.successors()))
                     .unwrap_or_default();
                 return Err(format!(
                     "member {:?} has no live member in its successor list {list:?}",
-                    id_of[addr]
+                    self.scratch.ids[addr]
                 ));
             }
-            color[addr] = 0;
-        }
-        let first_bad = bad[0];
-        // From wrong member `b`: the next wrong member reached, members passed, and wraps.
-        let edge = |b: u32| -> (u32, u32, u32) {
-            let s = rank[succ[ring[b as usize] as usize] as usize];
-            let c = bad_ranks.range(s..).next().copied().unwrap_or(first_bad);
-            let wraps = u32::from(s <= b) + u32::from(c < s);
-            (c, 1 + (c + n - s) % n, wraps)
-        };
-        let mut cycles = 0;
-        let mut on_cycle = first_bad;
-        for &start in &bad {
-            let at = |r: u32| ring[r as usize] as usize;
-            if color[at(start)] != 0 {
-                continue;
-            }
-            let mut x = start;
-            while color[at(x)] == 0 {
-                color[at(x)] = 1;
-                x = edge(x).0;
-            }
-            if color[at(x)] == 1 {
-                cycles += 1;
-                on_cycle = x;
-            }
-            let mut y = start;
-            while color[at(y)] == 1 {
-                color[at(y)] = 2;
-                y = edge(y).0;
-            }
-        }
-        if cycles != 1 {
-            return Err(format!("{cycles} rings among {n} members"));
-        }
-        let (mut wraps, mut len) = (0, 0);
-        let mut x = on_cycle;
-        loop {
-            let (c, l, w) = edge(x);
-            wraps += w;
-            len += l;
-            x = c;
-            if x == on_cycle {
-                break;
-            }
-        }
-        if wraps != 1 {
-            return Err(format!(
-                "the ring of {len} members goes round {wraps} times: out of order"
-            ));
         }
         Ok(())
     }
 
     fn check_ring(&mut self) -> Result<(), String> {
+        self.each_has_a_successor(self.member_list.iter().map(|a| a.0))?;
         let Scratch {
             succ,
             ids: id_of,
             color,
             ..
         } = &mut self.scratch;
-        for &addr in &self.member_list {
-            if succ[addr.0 as usize] == NONE {
-                let list = self.nodes[addr.0 as usize]
-                    .as_ref()
-                    .map(|n| ids(n.core.successors()))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "member {:?} has no live member in its successor list {list:?}",
-                    id_of[addr.0 as usize]
-                ));
-            }
-            color[addr.0 as usize] = 0;
-        }
-
-        // Following successors is a function on members: count its cycles.
-        let mut cycles = 0;
-        let mut on_cycle = 0;
-        for &start in &self.member_list {
-            let start = start.0 as usize;
-            if color[start] != 0 {
-                continue;
-            }
-            let mut x = start;
-            while color[x] == 0 {
-                color[x] = 1;
-                x = succ[x] as usize;
-            }
-            if color[x] == 1 {
-                cycles += 1;
-                on_cycle = x;
-            }
-            let mut y = start;
-            while color[y] == 1 {
-                color[y] = 2;
-                y = succ[y] as usize;
-            }
-        }
-        if cycles != 1 {
-            return Err(format!(
-                "{cycles} rings among {} members",
-                self.member_list.len()
-            ));
-        }
-
-        // One ring: it must go round exactly once in id order (one wrap from largest to smallest).
-        let mut wraps = 0;
-        let mut len = 0;
-        let mut x = on_cycle;
-        loop {
-            let y = succ[x] as usize;
-            if id_of[y] <= id_of[x] {
-                wraps += 1;
-            }
-            len += 1;
-            x = y;
-            if x == on_cycle {
-                break;
-            }
-        }
-        if wraps != 1 {
-            return Err(format!(
-                "the ring of {len} members goes round {wraps} times: out of order"
-            ));
-        }
-        Ok(())
+        let members: Vec<u32> = self.member_list.iter().map(|a| a.0).collect();
+        let step = |x: u32| {
+            let y = succ[x as usize];
+            (y, 1, u32::from(id_of[y as usize] <= id_of[x as usize]))
+        };
+        one_ring_once(&members, color, |x| x as usize, step, members.len() as u32)
     }
 
     /// How far the state is from the ideal one for the live members: the number of wrong
@@ -415,6 +320,64 @@ impl Sim {
             (wrong, notes) => Err(format!("{wrong} wrong: {}", notes.join("; "))),
         }
     }
+}
+
+/// Following `step` from the `starts` (all members, or the ones with a wrong successor) must
+/// lead into exactly one cycle, and that cycle must pass the largest id exactly once: one ring,
+/// in id order. `step(x)` is the node reached, the members passed and the wraps on the way;
+/// `slot(x)` is x's place in `color`.
+fn one_ring_once(
+    starts: &[u32],
+    color: &mut [u8],
+    slot: impl Fn(u32) -> usize,
+    step: impl Fn(u32) -> (u32, u32, u32),
+    members: u32,
+) -> Result<(), String> {
+    for &x in starts {
+        color[slot(x)] = 0;
+    }
+    // Following steps is a function on the starts: count its cycles (white, grey, black).
+    let mut cycles = 0;
+    let mut on_cycle = starts[0];
+    for &start in starts {
+        if color[slot(start)] != 0 {
+            continue;
+        }
+        let mut x = start;
+        while color[slot(x)] == 0 {
+            color[slot(x)] = 1;
+            x = step(x).0;
+        }
+        if color[slot(x)] == 1 {
+            cycles += 1;
+            on_cycle = x;
+        }
+        let mut y = start;
+        while color[slot(y)] == 1 {
+            color[slot(y)] = 2;
+            y = step(y).0;
+        }
+    }
+    if cycles != 1 {
+        return Err(format!("{cycles} rings among {members} members"));
+    }
+    let (mut wraps, mut len) = (0, 0);
+    let mut x = on_cycle;
+    loop {
+        let (next, passed, wrapped) = step(x);
+        wraps += wrapped;
+        len += passed;
+        x = next;
+        if x == on_cycle {
+            break;
+        }
+    }
+    if wraps != 1 {
+        return Err(format!(
+            "the ring of {len} members goes round {wraps} times: out of order"
+        ));
+    }
+    Ok(())
 }
 
 fn ids(list: &[NodeRef<Addr>]) -> Vec<Id> {
