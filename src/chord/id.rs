@@ -34,19 +34,14 @@ impl Id {
 
     /// Parses 40 hex digits (either case).
     pub fn from_hex(s: &str) -> Option<Id> {
-        if s.len() != 40 || !s.is_ascii() {
-            return None;
-        }
         let mut out = [0u8; 20];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-        }
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Id(out))
     }
 
     /// Lowercase hex, 40 digits: the form used in every output.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     /// The number as two limbs, high 32 bits and low 128 bits: arithmetic and comparison on

@@ -18,7 +18,7 @@ use crate::chord::Id;
 pub type Hash = [u8; 32];
 
 pub fn hash_hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash)
 }
 
 /// Why this node holds a file.
@@ -37,7 +37,7 @@ pub struct FileMeta {
     pub name: String,
     pub key: Id,
     pub size: u64,
-    #[serde(with = "hex_hash")]
+    #[serde(with = "hex::serde")]
     pub hash: Hash,
     pub role: Role,
     /// Peer id (text) of whoever put the file: only they may replace or remove it.
@@ -46,7 +46,7 @@ pub struct FileMeta {
     /// (tombstone) only beats copies created before it.
     pub created: u64,
     /// The uploader's signature over name, size, hash and time ([`super::signing`]).
-    #[serde(with = "hex_bytes", default)]
+    #[serde(with = "hex::serde", default)]
     pub signature: Vec<u8>,
 }
 
@@ -60,47 +60,6 @@ impl FileMeta {
             created: self.created,
             uploader: &self.uploader,
         }
-    }
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(serde::de::Error::custom("expected hex digits"));
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
-mod hex_hash {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(hash: &super::Hash, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::hash_hex(hash))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<super::Hash, D::Error> {
-        let text = String::deserialize(d)?;
-        let mut out = [0u8; 32];
-        // Checked before slicing: the text comes from the network and may hold anything.
-        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(serde::de::Error::custom("hash must be 64 hex digits"));
-        }
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .map_err(serde::de::Error::custom)?;
-        }
-        Ok(out)
     }
 }
 
