@@ -85,18 +85,13 @@ impl Links {
             .insert(relay, data_in_bytes.filter(|bytes| *bytes > 0));
     }
 
-    fn has_direct(&self, peer: &PeerId) -> bool {
-        self.peers
-            .get(peer)
-            .is_some_and(|links| links.iter().any(|l| l.relay.is_none()))
-    }
-
     /// How `peer` is reached now: directly if any connection is direct.
     pub fn route(&self, peer: &PeerId) -> Option<Route> {
-        if self.has_direct(peer) {
+        let links = self.peers.get(peer)?;
+        if any_direct(links) {
             return Some(Route::Direct);
         }
-        let relay = self.peers.get(peer)?.iter().find_map(|l| l.relay)?;
+        let relay = links.iter().find_map(|l| l.relay)?;
         Some(Route::Relayed {
             relay,
             // A relay we never heard limits from is assumed to keep libp2p's small default.
@@ -111,7 +106,7 @@ impl Links {
     /// The relayed connections to `peer`, when a direct one exists too.
     pub fn redundant_relayed(&self, peer: &PeerId) -> Vec<ConnectionId> {
         match self.peers.get(peer) {
-            Some(links) if self.has_direct(peer) => links
+            Some(links) if any_direct(links) => links
                 .iter()
                 .filter(|l| l.relay.is_some())
                 .map(|l| l.id)
@@ -137,6 +132,10 @@ impl Links {
         out.truncate(MAX_CONNECTIONS);
         out
     }
+}
+
+fn any_direct(links: &[Link]) -> bool {
+    links.iter().any(|l| l.relay.is_none())
 }
 
 #[cfg(test)]
