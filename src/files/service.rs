@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use super::names::check_name;
 use super::ops::{Access, FilesError};
-use super::signing::{self, Version};
+use super::signing;
 use super::store::{FileMeta, Hash, Role, Store, StoreError};
 use super::transfer::{
     self, read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, Progress,
@@ -192,6 +192,16 @@ impl Files {
         stream: &mut Stream,
         header: TransferRequest,
     ) -> Result<PutReply, TransferError> {
+        // A header that names its hash carries the signature of that version (a copy of a
+        // stored file); one without (an upload, or its forward) is checked at the end.
+        let header_signed = match &header {
+            TransferRequest::Put {
+                hash: Some(hash),
+                signature,
+                ..
+            } => header.version(hash).is_some_and(|v| v.is_signed(signature)),
+            _ => true,
+        };
         let TransferRequest::Put {
             name,
             size,
@@ -211,20 +221,8 @@ impl Files {
         let store = &self.inner.store;
         let direct = uploader == peer.to_string();
         if !direct {
-            // A copy passed on by another node must carry its uploader's signature: checked
-            // here when the hash is known, else (an upload forwarded while it arrives) at the
-            // end, before anything is stored.
-            let signed = hash.is_none_or(|hash| {
-                let version = Version {
-                    name: &name,
-                    size,
-                    hash: &hash,
-                    created,
-                    uploader: &uploader,
-                };
-                version.is_signed(&signature)
-            });
-            if !signed {
+            // A copy passed on by another node must carry its uploader's signature.
+            if !header_signed {
                 return Ok(PutReply::Refused(format!(
                     "the copy of '{name}' does not carry a valid signature of its uploader"
                 )));
@@ -908,29 +906,27 @@ async fn finish_forwards(forward: &mut [Option<Stream>], meta: &FileMeta) -> Vec
     let finish = forward.iter_mut().map(|slot| {
         let trailer = &trailer;
         async move {
-            let stream = slot.as_mut()?;
+            let Some(stream) = slot.as_mut() else {
+                return false;
+            };
             let answer = async {
                 write_frame(stream, trailer).await?;
                 unstalled(read_frame::<_, PutReply>(stream)).await
             };
             match answer.await {
-                Ok(PutReply::Done { hash, .. }) if hash == meta.hash => Some(()),
+                Ok(PutReply::Done { hash, .. }) if hash == meta.hash => true,
                 Ok(other) => {
                     tracing::debug!(name = meta.name, "forwarded copy: {other:?}");
-                    None
+                    false
                 }
                 Err(e) => {
                     tracing::debug!(name = meta.name, "forwarded copy failed: {e}");
-                    None
+                    false
                 }
             }
         }
     });
-    futures::future::join_all(finish)
-        .await
-        .into_iter()
-        .map(|done| done.is_some())
-        .collect()
+    futures::future::join_all(finish).await
 }
 
 fn store_error(e: StoreError) -> TransferError {

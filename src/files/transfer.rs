@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use super::signing::Version;
 use super::store::{FileMeta, Hash, Role};
 
 pub const TRANSFER_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/transfer/1.0.0");
@@ -52,6 +53,29 @@ pub enum TransferRequest {
     },
     /// Send a file from `offset` on (a resumed download asks for the rest only).
     Get { name: String, offset: u64 },
+}
+
+impl TransferRequest {
+    /// The version a Put announces, with `hash` (its own, or the one of the bytes that came):
+    /// what its uploader signs.
+    pub fn version<'a>(&'a self, hash: &'a Hash) -> Option<Version<'a>> {
+        match self {
+            TransferRequest::Put {
+                name,
+                size,
+                uploader,
+                created,
+                ..
+            } => Some(Version {
+                name,
+                size: *size,
+                hash,
+                created: *created,
+                uploader,
+            }),
+            TransferRequest::Get { .. } => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -198,13 +222,10 @@ pub async fn send_bytes<W: AsyncWrite + Unpin>(
     .await;
     // Gone on a network error: the reader's next hand-over fails and it stops.
     drop(queue);
-    let read = reader
-        .await
-        .map_err(|e| TransferError::Io(std::io::Error::other(e)))?
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => TransferError::Changed,
-            _ => local_error(path)(e),
-        });
+    let read = disk_thread(reader).await?.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => TransferError::Changed,
+        _ => local_error(path)(e),
+    });
     match (sent, read) {
         (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
         (Ok(done), Ok(_)) if done < size => Err(TransferError::Changed),
@@ -229,8 +250,7 @@ fn read_chunks(
     let mut done = 0u64;
     while done < size {
         let want = CHUNK.min((size - done) as usize);
-        let mut buf = spare.try_recv().unwrap_or_default();
-        buf.resize(want, 0);
+        let mut buf = reuse(spare, want);
         std::io::Read::read_exact(&mut file, &mut buf)?;
         if let Some(hasher) = hasher.as_mut() {
             hasher.update(&buf);
@@ -241,6 +261,19 @@ fn read_chunks(
         }
     }
     Ok(hasher)
+}
+
+/// A buffer of `len` bytes: one the other side handed back if there is one, else a new one.
+fn reuse(spare: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>, len: usize) -> Vec<u8> {
+    let mut buf = spare.try_recv().unwrap_or_default();
+    buf.resize(len, 0);
+    buf
+}
+
+/// What a transfer's disk thread returned (a panic there is an I/O failure here).
+async fn disk_thread<T>(task: tokio::task::JoinHandle<T>) -> Result<T, TransferError> {
+    task.await
+        .map_err(|e| TransferError::Io(std::io::Error::other(e)))
 }
 
 /// Starts writing a file's dirty pages to disk every [`WRITEBACK`] bytes while it is still
@@ -335,8 +368,7 @@ pub async fn receive_bytes<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         let mut done = 0u64;
         while done < size {
             let want = CHUNK.min((size - done) as usize);
-            let mut buf = spare.try_recv().unwrap_or_default();
-            buf.resize(want, 0);
+            let mut buf = reuse(&mut spare, want);
             // Whole chunks: BLAKE3 is several times faster on large inputs than on the few KiB
             // one stream read returns, and one big file write beats many small ones.
             let mut n = 0;
@@ -368,9 +400,7 @@ pub async fn receive_bytes<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     .await;
     drop(to_disk);
-    let written = writer
-        .await
-        .map_err(|e| TransferError::Io(std::io::Error::other(e)))?;
+    let written = disk_thread(writer).await?;
     match (received, written) {
         (_, Err(e)) => Err(local_error(path)(e)),
         (Err(e), Ok(_)) => Err(e),
@@ -388,18 +418,9 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     signer: Option<&libp2p::identity::Keypair>,
     progress: Progress<'_>,
 ) -> Result<(u32, Hash), TransferError> {
-    let TransferRequest::Put {
-        name,
-        size,
-        created,
-        uploader,
-        ..
-    } = &header
-    else {
+    let TransferRequest::Put { size, .. } = header else {
         return Err(TransferError::Protocol("put needs a Put header".into()));
     };
-    let (size, created) = (*size, *created);
-    let (name, uploader) = (name.clone(), uploader.clone());
     let file = tokio::fs::File::open(path)
         .await
         .map_err(local_error(path))?;
@@ -417,18 +438,9 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     let file = file.into_std().await;
     send_bytes(file, path, stream, size, Some(&mut hasher), progress).await?;
     let hash: Hash = *hasher.finalize().as_bytes();
-    let signature = match signer {
-        Some(key) => {
-            let version = super::signing::Version {
-                name: &name,
-                size,
-                hash: &hash,
-                created,
-                uploader: &uploader,
-            };
-            version.sign(key)
-        }
-        None => Vec::new(),
+    let signature = match (signer, header.version(&hash)) {
+        (Some(key), Some(version)) => version.sign(key),
+        _ => Vec::new(),
     };
     write_frame(stream, &Trailer { hash, signature }).await?;
     // No stall bound here: an owner answers once its replicas are made, and each of those
