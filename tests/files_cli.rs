@@ -255,6 +255,20 @@ fn spawn_limited(args: &[&str]) -> Background {
     Background::spawn(&all)
 }
 
+/// A get of `name` from `peer` into `out` at 8 MiB/s, in the background.
+fn slow_get(name: &str, peer: &str, out: &Path, extra: &[&str]) -> Background {
+    let mut args = vec![
+        "get",
+        name,
+        "--peer",
+        peer,
+        "-o",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    spawn_limited(&args)
+}
+
 /// Waits until `bytes()` reaches `at_least` (a transfer under way), within 30 s.
 fn wait_bytes(what: &str, at_least: u64, bytes: impl Fn() -> u64) {
     wait_until(Duration::from_secs(30), what, || match bytes() {
@@ -333,14 +347,7 @@ fn interrupted_transfers_leave_nothing_half_done_and_gets_resume() {
     // An interrupted get leaves only a hidden partial file, and the next get resumes it.
     let out = dir.path().join("movie.out");
     let partial = dir.path().join(".movie.out.chord-part");
-    let download = spawn_limited(&[
-        "get",
-        "movie.mkv",
-        "--peer",
-        &addrs[2],
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+    let download = slow_get("movie.mkv", &addrs[2], &out, &[]);
     wait_bytes("partial download", 8 * MIB, || len_of(&partial));
     download.kill9();
     let kept = len_of(&partial);
@@ -422,15 +429,7 @@ fn a_get_whose_source_is_killed_resumes_from_a_replica() {
     // A slow get (8 MiB/s); once 4 MiB are in, the owner is killed -9.
     let out = dir.path().join("big.out");
     let partial = dir.path().join(".big.out.chord-part");
-    let download = spawn_limited(&[
-        "get",
-        "big.iso",
-        "--peer",
-        &entry,
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--json",
-    ]);
+    let download = slow_get("big.iso", &entry, &out, &["--json"]);
     wait_bytes("download under way", 4 * MIB, || len_of(&partial));
     procs[at].take().expect("running").kill9();
     let kept = len_of(&partial);
