@@ -72,18 +72,16 @@ fn put(file: &Path, name: &str, peer: &str, identity: &Path) -> Value {
     ])
 }
 
+/// `get NAME --peer PEER -o OUT`, for more flags to follow.
+fn get_args<'a>(name: &'a str, peer: &'a str, out: &'a Path) -> Vec<&'a str> {
+    let out = out.to_str().expect("utf-8");
+    vec!["get", name, "--peer", peer, "-o", out]
+}
+
 fn get(name: &str, peer: &str, out: &Path) -> Value {
-    oneshot_json(&[
-        "get",
-        name,
-        "--peer",
-        peer,
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--json",
-        "--timeout",
-        "3s",
-    ])
+    let mut args = get_args(name, peer, out);
+    args.extend_from_slice(&["--json", "--timeout", "3s"]);
+    oneshot_json(&args)
 }
 
 /// name → [(holder id, role)] from `ls --json` of every address.
@@ -257,14 +255,7 @@ fn spawn_limited(args: &[&str]) -> Background {
 
 /// A get of `name` from `peer` into `out` at 8 MiB/s, in the background.
 fn slow_get(name: &str, peer: &str, out: &Path, extra: &[&str]) -> Background {
-    let mut args = vec![
-        "get",
-        name,
-        "--peer",
-        peer,
-        "-o",
-        out.to_str().expect("utf-8"),
-    ];
+    let mut args = get_args(name, peer, out);
     args.extend_from_slice(extra);
     spawn_limited(&args)
 }
