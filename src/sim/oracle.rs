@@ -30,18 +30,16 @@ pub struct Scratch {
     /// By address: the node's id, so the ring walk need not touch the nodes.
     ids: Vec<Id>,
     color: Vec<u8>,
-    /// By address: the next member by id (what the successor should be).
-    next: Vec<u32>,
-    /// By address: whether this member is counted in `bad`.
-    counted: Vec<bool>,
-    /// How many members have a successor other than the next member by id.
-    bad: usize,
     /// By address: the member's position in id order (valid for current members).
     rank: Vec<u32>,
     /// Members' addresses in id order.
     ring: Vec<u32>,
-    /// Ranks of the members counted in `bad`: the only places the ring can go wrong.
+    /// Ranks of the members whose successor is not the next member by id: the only places
+    /// the ring can go wrong.
     bad_ranks: BTreeSet<u32>,
+    /// By address: whether the member is in `bad_ranks` (most updates change nothing, and
+    /// this answers them without touching the set).
+    in_bad: Vec<bool>,
     /// Check with both ring walks and fail if they disagree (tests of the oracle itself).
     pub(super) cross_check: bool,
     /// Membership changed since the last check: recompute every successor.
@@ -56,9 +54,8 @@ impl Scratch {
         self.ids.push(id);
         self.succ.push(NONE);
         self.color.push(0);
-        self.next.push(NONE);
-        self.counted.push(false);
         self.rank.push(NONE);
+        self.in_bad.push(false);
     }
 }
 
@@ -88,14 +85,12 @@ impl Sim {
             // Membership changed: every member's ideal next member may have changed too.
             let ring: Vec<Addr> = self.members.values().copied().collect();
             for (k, addr) in ring.iter().enumerate() {
-                self.scratch.next[addr.0 as usize] = ring[(k + 1) % ring.len()].0;
                 self.scratch.rank[addr.0 as usize] = k as u32;
             }
             self.scratch.ring = ring.iter().map(|a| a.0).collect();
-            self.scratch.bad = 0;
             self.scratch.bad_ranks.clear();
             for addr in ring {
-                self.scratch.counted[addr.0 as usize] = false;
+                self.scratch.in_bad[addr.0 as usize] = false;
                 let succ = self.effective_successor(addr);
                 self.set_succ(addr, succ);
             }
@@ -135,7 +130,7 @@ impl Sim {
                 }
             }
         }
-        if self.scratch.bad == 0 {
+        if self.scratch.bad_ranks.is_empty() {
             // Every member points at the next member by id: one ring, in order, holding all.
             return Ok(());
         }
@@ -157,25 +152,21 @@ impl Sim {
         }
     }
 
-    /// Records a member's successor, keeping count of members whose successor is not the
-    /// ideal one (while none is, the full ring walk can be skipped).
+    /// Records a member's successor, keeping the set of members whose successor is not the
+    /// ideal one (while it is empty, the ring walk can be skipped).
     fn set_succ(&mut self, addr: Addr, succ: u32) {
         let i = addr.0 as usize;
         let s = &mut self.scratch;
-        let was_bad = s.counted[i];
-        let is_bad = succ != s.next[i];
         s.succ[i] = succ;
-        s.counted[i] = is_bad;
-        match (was_bad, is_bad) {
-            (false, true) => {
-                s.bad += 1;
+        // What it should be: the next member by id.
+        let bad = succ != s.ring[(s.rank[i] as usize + 1) % s.ring.len()];
+        if bad != s.in_bad[i] {
+            s.in_bad[i] = bad;
+            if bad {
                 s.bad_ranks.insert(s.rank[i]);
-            }
-            (true, false) => {
-                s.bad -= 1;
+            } else {
                 s.bad_ranks.remove(&s.rank[i]);
             }
-            _ => {}
         }
     }
 
