@@ -4,11 +4,15 @@
 //! - [`net`]: libp2p: addresses, the wire protocol, the swarm, dialing.
 //! - [`node`]: a running node ([`node::Node`]) and its async API ([`node::NodeHandle`]).
 //! - [`files`]: files on the ring: store, transfer streams, replication and repair.
+//! - [`records`]: what is said about files (versions, removals), signed by their uploaders.
+//! - [`replica`]: the sans-IO replica core: which copies to take, keep, drop or fetch.
 //! - [`client`]: a one-shot client that asks the ring without joining it.
 pub mod chord;
 pub mod client;
 pub mod files;
 pub mod net;
 pub mod node;
+pub mod records;
+pub mod replica;
 /// A deterministic discrete-event simulator driving the same Chord core at 10^4 nodes.
 pub mod sim;

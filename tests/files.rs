@@ -11,7 +11,8 @@ use chord_p2p::chord::{Id, IdealRing};
 use chord_p2p::client::Client;
 use chord_p2p::files::transfer::{self, TransferRequest, TRANSFER_PROTOCOL};
 use chord_p2p::files::{ops, FilesConfig, FilesError, Hash, Role};
-use chord_p2p::net::protocol::{FileRequest, Removal};
+use chord_p2p::net::protocol::FileRequest;
+use chord_p2p::records::{Removal, Tombstone};
 use chord_p2p::net::{WireRequest, WireResponse};
 use chord_p2p::node::{Node, NodeConfig};
 use common::*;
@@ -430,17 +431,31 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
             .open_stream(target.peer_id(), TRANSFER_PROTOCOL)
             .await
             .expect("stream");
-        let e = transfer::put(&mut stream, &forged, header.clone(), None, None)
+        let e = transfer::put(
+            &mut stream,
+            &forged,
+            header.clone(),
+            None,
+            None,
+            Duration::from_secs(10),
+        )
             .await
             .expect_err("a forged copy is refused");
         assert!(e.to_string().contains("signature"), "{e}");
         // Nor can it make a holder drop alice's copy with a removal she did not sign.
+        let alices = refs
+            .iter()
+            .find_map(|n| n.files()?.store().get(&Id::hash(b"mine.txt")))
+            .expect("a copy of alice's file");
         let forged_removal = FileRequest::Drop {
-            removal: Removal {
-                name: "mine.txt".into(),
-                at: u64::MAX / 2,
-                uploader: alice.peer_id().to_string(),
-                signature: vec![0; 64],
+            tombstone: Tombstone {
+                removal: Removal {
+                    name: "mine.txt".into(),
+                    at: alices.created + 1,
+                    uploader: alice.peer_id().to_string(),
+                    signature: vec![0; 64],
+                },
+                removed: alices,
             },
         };
         let answer = refs[0]
@@ -479,7 +494,7 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
         .get(&entry_b, "mine.txt", &out, None)
         .await
         .expect_err("gone");
-    assert!(e.to_string().contains("no copy"), "{e}");
+    assert!(e.to_string().contains("removed by its uploader"), "{e}");
     // Removed stays removed: through ten repair rounds no copy comes back.
     for _ in 0..10 {
         assert!(

@@ -12,7 +12,7 @@ use common::*;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, StreamProtocol};
 
-const CHORD: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/1.0.0");
+const CHORD: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/2.0.0");
 
 /// Opens a raw stream on the Chord protocol, writes `bytes`, closes, and returns what came back.
 async fn send_raw(

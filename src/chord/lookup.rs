@@ -67,6 +67,12 @@ pub struct Lookup<A> {
     /// From the answerer closest to the key so far: its successors at or past the key. If
     /// routing runs out of live nodes, the first live one of these is the owner.
     fallback: Option<(Id, Vec<NodeRef<A>>)>,
+    /// Every node this lookup has heard of, so a node claiming to be alone on the ring (a
+    /// `Found` naming itself) can be caught out.
+    seen: BTreeSet<Id>,
+    /// A node that named itself the owner while others are known (a view from before it
+    /// learned of them, or a lie): believed only if routing finds nothing better.
+    lonely: Option<(NodeRef<A>, Vec<NodeRef<A>>)>,
     outcome: Option<Result<LookupResult<A>, LookupError>>,
 }
 
@@ -74,8 +80,11 @@ impl<A: Clone> Lookup<A> {
     /// A lookup that starts by asking `start` (best first). `hops` counts forwards that already
     /// happened before the first remote ask (1 when the local node forwarded).
     pub fn new(key: Id, start: Vec<NodeRef<A>>, hops: u32) -> Self {
+        let seen = start.iter().map(|n| n.id).collect();
         Lookup {
             key,
+            seen,
+            lonely: None,
             phase: Phase::Route,
             queue: start,
             asked: BTreeSet::new(),
@@ -93,6 +102,8 @@ impl<A: Clone> Lookup<A> {
         let mut lookup = Lookup::new(key, Vec::new(), 0).finger_routing(finger_routing);
         lookup.waiting = Some(me);
         lookup.on_response(&me, step);
+        // The asking node is on the ring itself: nobody else is alone on it.
+        lookup.seen.insert(me);
         lookup
     }
 
@@ -143,6 +154,12 @@ impl<A: Clone> Lookup<A> {
                 }
             };
         }
+        if self.queue.is_empty() && self.fallback.is_none() {
+            if let Some((owner, backups)) = self.lonely.take() {
+                self.found(owner, backups);
+                return self.next_action();
+            }
+        }
         if self.queue.is_empty() {
             if let Some((_, candidates)) = self.fallback.take() {
                 // Everyone between the last answerer and the key is dead: its first live
@@ -191,8 +208,24 @@ impl<A: Clone> Lookup<A> {
         }
         self.waiting = None;
         match step {
-            LookupStep::Found { owner, backups } => self.found(owner, backups),
+            LookupStep::Found { owner, backups } => {
+                // The key must lie between the answerer and the owner it names. A node naming
+                // itself claims to be alone, which this lookup may know to be false: then
+                // routing goes on around it, and the claim stands only if nothing better turns
+                // up. A misplaced owner counts as no answer at all.
+                if owner.id == *from {
+                    if self.seen.iter().all(|id| id == from) {
+                        self.found(owner, backups);
+                    } else if self.lonely.is_none() {
+                        self.lonely = Some((owner, backups));
+                    }
+                } else if self.key.in_half_open(from, &owner.id) {
+                    self.found(owner, backups);
+                }
+            }
             LookupStep::Closer { nodes, successors } => {
+                self.seen
+                    .extend(nodes.iter().chain(&successors).map(|n| n.id));
                 // Only nodes strictly between the answerer and the key make progress; anything
                 // else is stale or hostile, and accepting it could make the lookup loop.
                 let key = self.key;
@@ -422,6 +455,60 @@ mod tests {
         assert_eq!(l.next_action(), Next::Finished);
         let result = l.into_outcome().unwrap().unwrap();
         assert_eq!((result.owner.addr, result.backups), (170, vec![node(180)]));
+    }
+
+    #[test]
+    fn a_found_answer_that_misplaces_the_key_does_not_end_the_lookup() {
+        // Asking about key 95: a hostile 50 answers "Found: it's me" (as if alone), 40
+        // answers "Found: 60" (a node before the key). Routing goes on past both, to 30, who
+        // names the true owner.
+        let mut lookup = Lookup::new(key(95), vec![node(50), node(40), node(30)], 0);
+        assert_eq!(lookup.next_action(), Next::Ask(node(50)));
+        assert!(lookup.on_response(
+            &node(50).id,
+            LookupStep::Found {
+                owner: node(50),
+                backups: vec![]
+            }
+        ));
+        assert_eq!(lookup.next_action(), Next::Ask(node(40)));
+        assert!(lookup.on_response(
+            &node(40).id,
+            LookupStep::Found {
+                owner: node(60),
+                backups: vec![]
+            }
+        ));
+        assert_eq!(lookup.next_action(), Next::Ask(node(30)));
+        assert!(lookup.on_response(
+            &node(30).id,
+            LookupStep::Closer {
+                nodes: vec![node(90)],
+                successors: vec![]
+            }
+        ));
+        assert_eq!(lookup.next_action(), Next::Ask(node(90)));
+        assert!(lookup.on_response(
+            &node(90).id,
+            LookupStep::Found {
+                owner: node(99),
+                backups: vec![]
+            }
+        ));
+        assert_eq!(lookup.next_action(), Next::Finished);
+        assert!(matches!(lookup.outcome(), Some(Ok(r)) if r.owner == node(99)));
+        // A node that really is alone may say so to the only asker that knows of nobody else.
+        let mut lone = Lookup::new(key(95), vec![node(50)], 0);
+        assert_eq!(lone.next_action(), Next::Ask(node(50)));
+        lone.on_response(
+            &node(50).id,
+            LookupStep::Found {
+                owner: node(50),
+                backups: vec![],
+            },
+        );
+        assert_eq!(lone.next_action(), Next::Finished);
+        assert!(matches!(lone.outcome(), Some(Ok(r)) if r.owner == node(50)));
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! Files on the ring: where they are stored ([`store`]), how their bytes move ([`transfer`]),
-//! which names are allowed ([`names`]), and the service that puts, gets, replicates, hands off
-//! and repairs them ([`Files`], [`ops`]).
+//! Files on the ring, as thin drivers around the replica core (`crate::replica`), each one job:
+//! the disk ([`store`]), stream framing ([`transfer`]), allowed names ([`names`]), what users
+//! do ([`ops`]: put, get, rm), and a member's service ([`Files`]): the transfer server, the
+//! request handlers, local operations, repair and the scrub.
 
+mod handlers;
+mod local;
+mod member;
 pub mod names;
 pub mod ops;
-mod service;
-pub mod signing;
+mod repair;
+mod scrub;
+mod server;
 pub mod store;
 pub mod throttle;
 pub mod transfer;
@@ -13,7 +18,7 @@ pub mod transfer;
 use std::time::Duration;
 
 pub use ops::{Access, FilesError, GetReport, PutReport, Via};
-pub use service::Files;
+pub use member::Files;
 pub use store::{FileMeta, Hash, Role};
 
 /// How a node keeps its files.

@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
+use super::member::{verify_stat, Files};
 use super::names::{check_name, NameError};
-use super::service::Files;
-use super::store::{unix_millis, Hash, Role, StoreError};
+use super::store::{unix_millis, FileMeta, Hash, Role, StoreError};
 use super::throttle::Throttled;
 use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
 use crate::chord::{Id, LookupResult};
 use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, WireRequest, WireResponse};
 use crate::node::{NodeError, NodeHandle, Route};
+use crate::records::Removal;
+use crate::replica::{self, Choice, Said};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -30,6 +32,8 @@ pub enum FilesError {
     Local { path: String, reason: String },
     #[error("no copy of '{0}' could be found on the ring")]
     NotFound(String),
+    #[error("'{0}' was removed by its uploader")]
+    Removed(String),
     #[error("{0}")]
     Refused(String),
     #[error("cannot open a transfer stream to {peer}: {reason}")]
@@ -205,25 +209,53 @@ impl Access {
             }
             _ => None,
         };
+        let size = match header {
+            TransferRequest::Put { size, .. } => *size,
+            TransferRequest::Get { .. } => 0,
+        };
+        let final_wait = self.final_wait(size);
         self.transfer(peer, |mut stream| {
             let header = header.clone();
-            async move { transfer::put(&mut stream, path, header, signer, progress).await }
+            async move {
+                transfer::put(&mut stream, path, header, signer, progress, final_wait).await
+            }
         })
         .await
     }
 
-    /// Downloads `name` from `peer` into `out` (see [`transfer::get`]).
+    /// How long an uploader waits for the owner's last answer once its bytes are sent: the
+    /// owner may still be copying the file to replica holders that missed the forward (three
+    /// timeouts, plus a second per MiB at a slow 1 MiB/s).
+    pub fn final_wait(&self, size: u64) -> Duration {
+        self.timeout * 3 + Duration::from_secs(size >> 20)
+    }
+
+    /// Downloads the chosen version `expected` from `peer` into `out` (see [`transfer::get`]).
     pub async fn get_from(
         &self,
         peer: &PeerRef,
-        name: &str,
+        expected: &FileMeta,
         out: &Path,
         progress: Progress<'_>,
-    ) -> Result<((super::FileMeta, u64), Via), FilesError> {
+    ) -> Result<(u64, Via), FilesError> {
         self.transfer(peer, |mut stream| async move {
-            transfer::get(&mut stream, name, out, progress).await
+            transfer::get(&mut stream, expected, out, progress).await
         })
         .await
+    }
+
+    /// What `peer` holds under `name`'s key, as far as signatures prove it.
+    pub async fn stat(&self, peer: &PeerRef, name: &str) -> Said {
+        let key = Id::hash(name.as_bytes());
+        if let (Some(files), true) = (&self.local, self.is_me(peer)) {
+            return files.said_here(&key);
+        }
+        match self.file_request(peer, FileRequest::Stat { key }).await {
+            Ok(FileResponse::Stat { held, removed }) => {
+                verify_stat(name, held, removed, unix_millis())
+            }
+            _ => Said::Nothing,
+        }
     }
 
     /// Sends one file request to `peer` and unwraps the answer.
@@ -246,7 +278,7 @@ impl Access {
 const STREAM_ATTEMPTS: u64 = 8;
 
 /// The owner of `key` and the nodes after it, in the order to try them.
-fn candidates(found: LookupResult<Contact>) -> Vec<PeerRef> {
+pub(crate) fn candidates(found: LookupResult<Contact>) -> Vec<PeerRef> {
     let mut list = vec![found.owner];
     for b in found.backups {
         if list.iter().all(|n| n.id != b.id) {
@@ -300,8 +332,11 @@ pub async fn upload(
     })
 }
 
-/// Gets `name` from the ring into `out`: from its owner, or on any failure (unreachable,
-/// missing, corrupt) from the next replica, resuming what was already fetched.
+/// Gets `name` from the ring into `out`. Every holder of the key (the owner and the next
+/// successors) is asked which version it holds; the replica core picks the version (the
+/// uploader most holders vouch for, its newest signed version, unless its uploader removed it)
+/// and the get fetches exactly that one, from the holders that have it, resuming what was
+/// already fetched and moving on from any holder that fails, lies or sends bad bytes.
 pub async fn download(
     access: &Access,
     name: &str,
@@ -310,33 +345,57 @@ pub async fn download(
 ) -> Result<GetReport, FilesError> {
     check_name(name)?;
     let key = Id::hash(name.as_bytes());
-    let mut last = FilesError::NotFound(name.into());
-    for node in candidates(access.lookup(key).await?) {
-        let result = match (&access.local, access.is_me(&node)) {
-            (Some(files), true) => files
-                .copy_out(&key, out)
-                .await
-                .map(|meta| ((meta, 0), Via::Local)),
-            _ => access.get_from(&node, name, out, progress).await,
+    let holders = candidates(access.lookup(key).await?);
+    let said = futures::future::join_all(holders.iter().map(|h| access.stat(h, name))).await;
+    let (version, sources) = match replica::choose(&said) {
+        Choice::Fetch { version, sources } => (version, sources),
+        Choice::Removed => return Err(FilesError::Removed(name.into())),
+        Choice::NotFound => return Err(FilesError::NotFound(name.into())),
+    };
+    let sources: Vec<PeerRef> = sources.into_iter().map(|i| holders[i].clone()).collect();
+    let (from, resumed_from, via) = fetch_version(access, &version, &sources, out, progress).await?;
+    Ok(GetReport {
+        name: name.into(),
+        size: version.size,
+        hash: version.hash,
+        path: out.to_path_buf(),
+        from,
+        resumed_from,
+        via,
+    })
+}
+
+/// Fetches the (verified) version `version` into `out` from the first of `sources` that
+/// delivers it whole and matching its hash. A source whose bytes do not match is told
+/// (`Check`), so it stops serving its copy and replaces it.
+pub(crate) async fn fetch_version(
+    access: &Access,
+    version: &FileMeta,
+    sources: &[PeerRef],
+    out: &Path,
+    progress: Progress<'_>,
+) -> Result<(PeerRef, u64, Via), FilesError> {
+    let key = version.key;
+    let mut last = FilesError::NotFound(version.name.clone());
+    for node in sources {
+        let result = match (&access.local, access.is_me(node)) {
+            (Some(files), true) => files.copy_out(&key, out).await.and_then(|meta| {
+                if replica::same_version(&meta, version) {
+                    Ok((0, Via::Local))
+                } else {
+                    Err(TransferError::WrongVersion("the local copy changed".into()).into())
+                }
+            }),
+            _ => access.get_from(node, version, out, progress).await,
         };
         match result {
-            Ok(((meta, resumed_from), via)) => {
-                return Ok(GetReport {
-                    name: name.into(),
-                    size: meta.size,
-                    hash: meta.hash,
-                    path: out.to_path_buf(),
-                    from: node,
-                    resumed_from,
-                    via,
-                })
-            }
+            Ok((resumed_from, via)) => return Ok((node.clone(), resumed_from, via)),
             Err(e) => {
-                tracing::info!(peer = %node.addr.peer_id, "get of {name} failed there: {e}");
+                tracing::info!(peer = %node.addr.peer_id, "get of {} failed there: {e}", version.name);
                 if matches!(e, FilesError::Transfer(TransferError::HashMismatch))
-                    && !access.is_me(&node)
+                    && !access.is_me(node)
                 {
-                    // Tell the holder, so its bad copy goes and repair replaces it.
+                    // Tell the holder, so it stops serving its bad copy and replaces it.
                     let (access, node) = (access.clone(), node.clone());
                     tokio::spawn(async move {
                         let _ = access.file_request(&node, FileRequest::Check { key }).await;
@@ -350,8 +409,13 @@ pub async fn download(
             }
         }
     }
+    // Nothing good arrived: no partial file of a failed fresh get is left behind.
+    let partial = transfer::partial_path(out);
+    if std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&partial);
+    }
     Err(match last {
-        FilesError::Transfer(TransferError::NotFound(_)) => FilesError::NotFound(name.into()),
+        FilesError::Transfer(TransferError::NotFound(_)) => FilesError::NotFound(version.name.clone()),
         other => other,
     })
 }
@@ -360,9 +424,9 @@ pub async fn download(
 pub async fn remove(access: &Access, name: &str) -> Result<u32, FilesError> {
     check_name(name)?;
     let owner = access.lookup(Id::hash(name.as_bytes())).await?.owner;
-    let removal = super::signing::sign_removal(&access.identity, name, unix_millis());
+    let removal = Removal::sign(&access.identity, name, unix_millis());
     if let (Some(files), true) = (&access.local, access.is_me(&owner)) {
-        return files.remove_as_owner(removal, &access.me()).await;
+        return files.remove_as_owner(removal).await;
     }
     match access
         .file_request(&owner, FileRequest::Remove { removal })

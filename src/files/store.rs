@@ -3,73 +3,15 @@
 //! renamed, so a crash or a broken transfer never leaves a partial file visible; the index is
 //! rebuilt from the metadata files at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 use crate::chord::Id;
-
-/// A BLAKE3 digest.
-pub type Hash = [u8; 32];
-
-pub fn hash_hex(hash: &Hash) -> String {
-    hex::encode(hash)
-}
-
-/// Why this node holds a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The key lies in (predecessor, self]: this node answers for it and keeps the replicas.
-    Owner,
-    /// A copy kept for the owner.
-    Replica,
-}
-
-/// What is known about a stored file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileMeta {
-    pub name: String,
-    pub key: Id,
-    pub size: u64,
-    #[serde(with = "hex::serde")]
-    pub hash: Hash,
-    pub role: Role,
-    /// Peer id (text) of whoever put the file: only they may replace or remove it.
-    pub uploader: String,
-    /// Unix milliseconds when its uploader put this version: newer wins, and a removal
-    /// (tombstone) only beats copies created before it.
-    pub created: u64,
-    /// The uploader's signature over name, size, hash and time ([`super::signing`]).
-    #[serde(with = "hex::serde", default)]
-    pub signature: Vec<u8>,
-}
-
-impl FileMeta {
-    /// This version as its uploader signs it.
-    pub fn version(&self) -> super::signing::Version<'_> {
-        super::signing::Version {
-            name: &self.name,
-            size: self.size,
-            hash: &self.hash,
-            created: self.created,
-            uploader: &self.uploader,
-        }
-    }
-}
-
-/// Unix time in milliseconds.
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::records::{hash_hex, unix_millis, FileMeta, Hash, Role, Tombstone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,6 +23,9 @@ pub enum StoreError {
     },
     #[error("no file named '{0}' here")]
     NotFound(String),
+    /// The commit's last check (the name taken meanwhile, a removal that arrived) said no.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -92,14 +37,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 struct Entry {
     meta: FileMeta,
-    /// Last time the owner confirmed it wants this replica here (in memory only).
-    confirmed: Instant,
+    /// Last time the owner confirmed it wants this replica here (in memory only; `None`: not
+    /// since this node started, so the first repair round checks it).
+    confirmed: Option<Instant>,
 }
 
 /// The files of one node.
 pub struct Store {
     dir: PathBuf,
     index: Mutex<BTreeMap<Id, Entry>>,
+    /// Keys with at least one tombstone on disk.
+    removed: Mutex<BTreeSet<Id>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -131,9 +79,18 @@ impl Store {
             let _ = fs::remove_file(entry.path());
         }
         let mut index = BTreeMap::new();
+        let mut removed = BTreeSet::new();
         for entry in fs::read_dir(dir).map_err(io(dir))?.flatten() {
             let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            let ext = path.extension().and_then(|e| e.to_str());
+            if ext == Some("removed") {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                if let Some(key) = Id::from_hex(stem) {
+                    removed.insert(key);
+                }
+                continue;
+            }
+            if ext != Some("json") {
                 continue;
             }
             let meta: Option<FileMeta> = fs::read(&path)
@@ -145,7 +102,7 @@ impl Store {
                         meta.key,
                         Entry {
                             meta,
-                            confirmed: Instant::now(),
+                            confirmed: None,
                         },
                     );
                 }
@@ -157,6 +114,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
+            removed: Mutex::new(removed),
         })
     }
 
@@ -187,14 +145,26 @@ impl Store {
         self.lock().values().map(|e| e.meta.clone()).collect()
     }
 
-    /// When the owner last confirmed this replica (or when it was stored or loaded).
+    /// At most `max` files with keys after `after` (from the start when `None`), in key
+    /// order, and whether more follow: a page, without copying the rest of the index.
+    pub fn page(&self, after: Option<Id>, max: usize) -> (Vec<FileMeta>, bool) {
+        use std::ops::Bound;
+        let index = self.lock();
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut range = index.range((from, Bound::Unbounded));
+        let page: Vec<FileMeta> = range.by_ref().take(max).map(|(_, e)| e.meta.clone()).collect();
+        (page, range.next().is_some())
+    }
+
+    /// When the owner last confirmed this replica (or when it was stored); `None` if held
+    /// but not confirmed since this node started, or not held.
     pub fn confirmed(&self, key: &Id) -> Option<Instant> {
-        self.lock().get(key).map(|e| e.confirmed)
+        self.lock().get(key).and_then(|e| e.confirmed)
     }
 
     pub fn confirm(&self, key: &Id) {
         if let Some(e) = self.lock().get_mut(key) {
-            e.confirmed = Instant::now();
+            e.confirmed = Some(Instant::now());
         }
     }
 
@@ -208,38 +178,66 @@ impl Store {
         Ok(Incoming { file, path })
     }
 
-    /// Makes a fully received, verified file visible: fsync, rename, then metadata.
-    pub fn commit(&self, incoming: Incoming, meta: FileMeta) -> Result<(), StoreError> {
+    /// Makes a fully received, verified file visible: fsync, then — if `check` still agrees,
+    /// given what is held under the key at this moment — rename and metadata. The check and
+    /// the swap happen under the index lock, so two puts of one name cannot both win.
+    pub fn commit(
+        &self,
+        incoming: Incoming,
+        meta: FileMeta,
+        check: impl FnOnce(Option<&FileMeta>) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
         incoming.file.sync_all().map_err(io(&incoming.path))?;
+        let mut index = self.lock();
+        check(index.get(&meta.key).map(|e| &e.meta)).map_err(StoreError::Refused)?;
         let data = self.data_path(&meta.key);
         fs::rename(&incoming.path, &data).map_err(io(&data))?;
         drop(incoming);
         self.write_meta(&meta)?;
-        self.lock().insert(
+        index.insert(
             meta.key,
             Entry {
                 meta,
-                confirmed: Instant::now(),
+                confirmed: Some(Instant::now()),
             },
         );
         Ok(())
     }
 
+    /// Where a good copy of `key` is fetched to before it replaces a corrupt one.
+    pub fn repair_path(&self, key: &Id) -> PathBuf {
+        self.dir.join("tmp").join(format!("{}.repair", key.to_hex()))
+    }
+
+    /// Replaces the bytes of a held copy with `fetched`, a verified, synced good copy of the
+    /// same version (repair of a corrupt copy), unless the copy changed meanwhile.
+    pub fn replace_bytes(&self, fetched: &Path, seen: &FileMeta) -> Result<bool, StoreError> {
+        let index = self.lock();
+        if index.get(&seen.key).map(|e| &e.meta) != Some(seen) {
+            return Ok(false);
+        }
+        let data = self.data_path(&seen.key);
+        fs::rename(fetched, &data).map_err(io(&data))?;
+        Ok(true)
+    }
+
     fn write_meta(&self, meta: &FileMeta) -> Result<(), StoreError> {
         let path = self.meta_path(&meta.key);
-        let tmp = self.dir.join("tmp").join(format!(
-            "{}.json.{}",
-            meta.key.to_hex(),
-            rand::random::<u64>()
-        ));
         let bytes = serde_json::to_vec_pretty(meta).map_err(|e| StoreError::Io {
             path: path.display().to_string(),
             source: std::io::Error::other(e),
         })?;
-        let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(&bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))
+        self.write_atomic(&path, &bytes)
+    }
+
+    /// Temp file in the store's tmp dir, fsync, rename over `path`.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp_dir = self.dir.join("tmp");
+        let mut file = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io(&tmp_dir))?;
+        file.write_all(bytes).map_err(io(path))?;
+        file.as_file().sync_all().map_err(io(path))?;
+        file.persist(path).map_err(|e| io(path)(e.error))?;
+        Ok(())
     }
 
     /// Changes why this node holds `key` (owner ↔ replica).
@@ -253,7 +251,7 @@ impl Store {
                 return Ok(());
             }
             entry.meta.role = role;
-            entry.confirmed = Instant::now();
+            entry.confirmed = Some(Instant::now());
             entry.meta.clone()
         };
         self.write_meta(&meta)
@@ -263,29 +261,77 @@ impl Store {
         self.dir.join(format!("{}.removed", key.to_hex()))
     }
 
-    /// Remembers that the uploader removed `key` as of `at` (Unix ms, the uploader's clock), so
-    /// copies made before that are not restored. A later removal time never moves back.
-    pub fn mark_removed(&self, key: &Id, at: u64) -> Result<(), StoreError> {
-        let at = self.removed_at(key).map_or(at, |earlier| earlier.max(at));
+    /// The tombstones kept for `key`, at most one per uploader (each already verified when
+    /// it was written).
+    pub fn tombstones(&self, key: &Id) -> Vec<Tombstone> {
+        if !self.removed_lock().contains(key) {
+            return Vec::new();
+        }
+        fs::read(self.tombstone_path(key))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// `uploader`'s tombstone for `key`, if any.
+    pub fn tombstone(&self, key: &Id, uploader: &str) -> Option<Tombstone> {
+        self.tombstones(key)
+            .into_iter()
+            .find(|t| t.removal.uploader == uploader)
+    }
+
+    /// Keys that have tombstones, in key order.
+    pub fn removed_keys(&self) -> Vec<Id> {
+        self.removed_lock().iter().copied().collect()
+    }
+
+    fn removed_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Id>> {
+        self.removed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a verified tombstone (the caller checked its signatures). A later removal by the
+    /// same uploader replaces an earlier one; an earlier one changes nothing.
+    pub fn add_tombstone(&self, stone: &Tombstone) -> Result<(), StoreError> {
+        let key = stone.key();
+        let mut stones = self.tombstones(&key);
+        match stones
+            .iter_mut()
+            .find(|t| t.removal.uploader == stone.removal.uploader)
+        {
+            Some(t) if t.removal.at >= stone.removal.at => return Ok(()),
+            Some(t) => *t = stone.clone(),
+            None => stones.push(stone.clone()),
+        }
+        self.write_tombstones(&key, &stones)
+    }
+
+    /// The uploader put the name again, newer than its removal: that tombstone goes.
+    pub fn clear_tombstone(&self, key: &Id, uploader: &str, created: u64) {
+        let mut stones = self.tombstones(key);
+        let before = stones.len();
+        stones.retain(|t| t.removal.uploader != uploader || t.removal.at >= created);
+        if stones.len() != before {
+            let _ = self.write_tombstones(key, &stones);
+        }
+    }
+
+    fn write_tombstones(&self, key: &Id, stones: &[Tombstone]) -> Result<(), StoreError> {
         let path = self.tombstone_path(key);
-        fs::write(&path, at.to_string()).map_err(io(&path))
-    }
-
-    /// When `key` was removed (Unix milliseconds), if it was and has not been put again since.
-    pub fn removed_at(&self, key: &Id) -> Option<u64> {
-        let text = fs::read_to_string(self.tombstone_path(key)).ok()?;
-        // An unreadable tombstone still says "removed", as early as possible.
-        Some(text.trim().parse().unwrap_or(0))
-    }
-
-    /// A copy created at `created` was removed after it was made.
-    pub fn removed_since(&self, key: &Id, created: u64) -> bool {
-        self.removed_at(key).is_some_and(|at| at >= created)
-    }
-
-    /// The uploader put the name again: it lives.
-    pub fn clear_removed(&self, key: &Id) {
-        let _ = fs::remove_file(self.tombstone_path(key));
+        let mut removed = self.removed_lock();
+        if stones.is_empty() {
+            removed.remove(key);
+            return match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+                _ => Ok(()),
+            };
+        }
+        let bytes = serde_json::to_vec(stones).map_err(|e| StoreError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        self.write_atomic(&path, &bytes)?;
+        removed.insert(*key);
+        Ok(())
     }
 
     /// Deletes a file: metadata first, so a crash in between leaves no visible file.
@@ -319,25 +365,13 @@ mod tests {
     }
 
     #[test]
-    fn hashes_from_the_network_are_checked_before_use() {
-        let good = meta("x", b"x");
-        let text = serde_json::to_string(&good).unwrap();
-        assert_eq!(serde_json::from_str::<FileMeta>(&text).unwrap(), good);
-        // 64 bytes, but not 64 hex digits: a multi-byte character must not split a slice.
-        let hostile = text.replace(&hash_hex(&good.hash), &format!("é{}", "a".repeat(62)));
-        assert!(serde_json::from_str::<FileMeta>(&hostile).is_err());
-        let signed = text.replace(&hash_hex(&good.hash), &format!("+f{}", "a".repeat(62)));
-        assert!(serde_json::from_str::<FileMeta>(&signed).is_err());
-    }
-
-    #[test]
     fn committed_files_survive_a_reopen_and_partial_ones_vanish() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let m = meta("../../escape", b"hello");
         let mut incoming = store.begin(&m.key).unwrap();
         incoming.file.write_all(b"hello").unwrap();
-        store.commit(incoming, m.clone()).unwrap();
+        store.commit(incoming, m.clone(), |_| Ok(())).unwrap();
         // A transfer that never commits leaves nothing behind.
         let mut broken = store.begin(&Id::hash(b"other")).unwrap();
         broken.file.write_all(b"half").unwrap();

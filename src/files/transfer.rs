@@ -7,6 +7,10 @@
 //!
 //! Put:  → Put header   ← Ready | Done | Refused   → `size` bytes   → Trailer{hash}   ← Done | Failed
 //! Get:  → Get{name, offset}   ← Sending{meta} | NotFound | Refused   ← bytes from offset to end
+//!
+//! Neither side takes the other's word: a receiver checks the uploader's signature and the
+//! hash of the bytes; a getter checks that `Sending` names the version it chose (name,
+//! uploader, time, size, hash, signature) before it writes a byte.
 
 use std::path::{Path, PathBuf};
 
@@ -14,12 +18,12 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::io::AsyncReadExt as _;
 
-use super::signing::Version;
-use super::store::{FileMeta, Hash, Role};
+use crate::records::{FileMeta, Hash, Role, Version};
+use crate::replica::same_version;
 
-pub const TRANSFER_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/transfer/1.0.0");
+pub const TRANSFER_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/transfer/2.0.0");
 /// Largest control frame.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// File bytes move in chunks of this size: the memory a transfer holds.
@@ -43,12 +47,14 @@ pub enum TransferRequest {
     Put {
         name: String,
         size: u64,
+        #[serde(with = "crate::records::opt_bytes")]
         hash: Option<Hash>,
         role: Role,
         uploader: String,
         created: u64,
         /// The uploader's signature, for copies between nodes; an upload signs in the trailer
         /// (the hash is known only at the end).
+        #[serde(with = "crate::records::bytes")]
         signature: Vec<u8>,
     },
     /// Send a file from `offset` on (a resumed download asks for the rest only).
@@ -85,6 +91,7 @@ pub enum PutReply {
     /// Stored (or already held, identical): `copies` exist now, counting replicas made.
     Done {
         copies: u32,
+        #[serde(with = "crate::records::bytes")]
         hash: Hash,
     },
     Refused(String),
@@ -96,8 +103,10 @@ pub enum PutReply {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Trailer {
+    #[serde(with = "crate::records::bytes")]
     pub hash: Hash,
     /// The uploader's signature of the statement with this hash (uploads only).
+    #[serde(with = "crate::records::bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -136,6 +145,12 @@ pub enum TransferError {
     Removed,
     #[error("no data moved for {0:?}: the peer stalled or vanished")]
     Stalled(std::time::Duration),
+    #[error("no final answer within {0:?} after the data was sent")]
+    NoAnswer(std::time::Duration),
+    #[error("the holder offered another version than the one chosen: {0}")]
+    WrongVersion(String),
+    #[error("{needed} bytes do not fit in the {free} bytes free at {path}")]
+    NoSpace { path: String, needed: u64, free: u64 },
 }
 
 /// An I/O failure before the peer's first answer means the peer never saw the request.
@@ -417,8 +432,9 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
     header: TransferRequest,
     signer: Option<&libp2p::identity::Keypair>,
     progress: Progress<'_>,
+    final_wait: std::time::Duration,
 ) -> Result<(u32, Hash), TransferError> {
-    let TransferRequest::Put { size, .. } = header else {
+    let TransferRequest::Put { size, hash, .. } = header else {
         return Err(TransferError::Protocol("put needs a Put header".into()));
     };
     let file = tokio::fs::File::open(path)
@@ -430,7 +446,14 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(before_answer)?
     {
         PutReply::Ready => {}
-        PutReply::Done { copies, hash } => return Ok((copies, hash)),
+        // "Already here" is an answer only to a copy that names its hash; an upload answered
+        // `Done` before a byte moved was stored nowhere.
+        PutReply::Done { copies, hash: held } if hash == Some(held) => return Ok((copies, held)),
+        PutReply::Done { .. } => {
+            return Err(TransferError::Protocol(
+                "Done before any byte of the upload was sent".into(),
+            ))
+        }
         PutReply::Removed => return Err(TransferError::Removed),
         PutReply::Refused(why) | PutReply::Failed(why) => return Err(TransferError::Refused(why)),
     }
@@ -443,9 +466,12 @@ pub async fn put<S: AsyncRead + AsyncWrite + Unpin>(
         _ => Vec::new(),
     };
     write_frame(stream, &Trailer { hash, signature }).await?;
-    // No stall bound here: an owner answers once its replicas are made, and each of those
-    // transfers is bounded itself.
-    match read_frame::<_, PutReply>(stream).await? {
+    // An owner answers once its replicas are made; a holder that never answers costs at most
+    // `final_wait`.
+    let answer = tokio::time::timeout(final_wait, read_frame::<_, PutReply>(stream))
+        .await
+        .map_err(|_| TransferError::NoAnswer(final_wait))??;
+    match answer {
         PutReply::Done {
             copies,
             hash: stored,
@@ -466,40 +492,23 @@ pub fn partial_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.chord-part"))
 }
 
-/// Downloads `name` into `out` (the Get side). Resumes from a partial file left by an earlier
-/// attempt; the whole file is verified against its hash before it becomes visible at `out`.
-/// Returns what was got and the offset it resumed from (0 for a fresh download).
+/// Downloads the version `expected` (already chosen and verified: see `replica::choose`) into
+/// `out` (the Get side). Resumes from a partial file left by an earlier attempt; nothing is
+/// written locally until the holder has named exactly that version and it fits on the disk;
+/// the whole file is verified against its hash before it becomes visible at `out`. Returns the
+/// offset it resumed from (0 for a fresh download).
 pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    name: &str,
+    expected: &FileMeta,
     out: &Path,
     progress: Progress<'_>,
-) -> Result<(FileMeta, u64), TransferError> {
+) -> Result<u64, TransferError> {
     let partial = partial_path(out);
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(&partial)
-        .await
-        .map_err(local_error(&partial))?;
     // Hash what an earlier attempt already fetched, then ask only for the rest.
-    let mut hasher = blake3::Hasher::new();
-    let mut offset = 0u64;
-    let mut buf = vec![0u8; CHUNK];
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(local_error(&partial))?;
-    loop {
-        let n = file.read(&mut buf).await.map_err(local_error(&partial))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
+    let (hasher, offset) = hash_prefix(&partial).await?;
+    let offset = if offset > expected.size { 0 } else { offset };
     let request = TransferRequest::Get {
-        name: name.into(),
+        name: expected.name.clone(),
         offset,
     };
     write_frame(stream, &request).await.map_err(before_answer)?;
@@ -508,22 +517,40 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(before_answer)?
     {
         GetReply::Sending { meta } => meta,
-        GetReply::NotFound => return Err(TransferError::NotFound(name.into())),
-        GetReply::Refused(why) => {
-            // A partial longer than the file is useless: start over next time.
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(TransferError::Refused(why));
-        }
+        GetReply::NotFound => return Err(TransferError::NotFound(expected.name.clone())),
+        GetReply::Refused(why) => return Err(TransferError::Refused(why)),
     };
-    let rest = meta.size.saturating_sub(offset);
+    if !same_version(&meta, expected) {
+        return Err(TransferError::WrongVersion(format!(
+            "'{}' by {} of {} bytes made at {}",
+            meta.name, meta.uploader, meta.size, meta.created
+        )));
+    }
+    let rest = expected.size - offset;
+    ensure_space(out, rest)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&partial)
+        .map_err(local_error(&partial))?;
     let into = Receiving {
-        file: file.into_std().await,
+        file,
         path: &partial,
-        hasher,
+        hasher: hasher.unwrap_or_default(),
         forward: &mut [] as &mut [Option<S>],
     };
-    let Received { file, hasher } = receive_bytes(stream, into, rest, progress, offset).await?;
-    if *hasher.finalize().as_bytes() != meta.hash {
+    let received = receive_bytes(stream, into, rest, progress, offset).await;
+    let Received { file, hasher } = match received {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing came at all: leave nothing behind.
+            if std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(&partial);
+            }
+            return Err(e);
+        }
+    };
+    if *hasher.finalize().as_bytes() != expected.hash {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(TransferError::HashMismatch);
     }
@@ -534,7 +561,70 @@ pub async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::fs::rename(&partial, out)
         .await
         .map_err(local_error(out))?;
-    Ok((meta, offset))
+    Ok(offset)
+}
+
+/// The hash and length of a partial download, if there is one.
+async fn hash_prefix(partial: &Path) -> Result<(Option<blake3::Hasher>, u64), TransferError> {
+    let mut file = match tokio::fs::File::open(partial).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0)),
+        Err(e) => return Err(local_error(partial)(e)),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf).await.map_err(local_error(partial))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok((Some(hasher), offset))
+}
+
+/// Refuses to start writing `needed` bytes next to `out` when the disk has less free.
+fn ensure_space(out: &Path, needed: u64) -> Result<(), TransferError> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Some(free) = free_bytes(dir) {
+        if needed > free {
+            return Err(TransferError::NoSpace {
+                path: dir.display().to_string(),
+                needed,
+                free,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Bytes free for this user on the file system holding `dir` (None if it cannot be told).
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `c` is a valid NUL-terminated path and `stat` a buffer of the right type;
+        // statvfs only writes into it.
+        let rc = unsafe { libc::statvfs(c.as_ptr(), stat.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: statvfs returned 0, so it filled the struct.
+        let stat = unsafe { stat.assume_init() };
+        Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
 }
 
 #[cfg(test)]

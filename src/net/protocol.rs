@@ -6,9 +6,10 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
 use crate::chord::{Id, NodeRef, Request, Response, M, MAX_LIST};
-use crate::files::store::{FileMeta, Hash};
+pub use crate::records::Removal;
+use crate::records::{FileMeta, Hash, Tombstone};
 
-pub const CHORD_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/1.0.0");
+pub const CHORD_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/chord/2.0.0");
 /// Largest request accepted: Chord requests are small; anything bigger is hostile.
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 /// Largest response accepted: a status report with 160 fingers fits with room to spare.
@@ -57,32 +58,34 @@ pub enum FileRequest {
     List { after: Option<Id> },
     /// Delete every copy of a file. Only its uploader may ask, and only its owner acts on it.
     Remove { removal: Removal },
-    /// The owner passes a removal on to a replica holder.
-    Drop { removal: Removal },
+    /// A removal with the version it removed, passed on by the node that had it: to replica
+    /// holders after a `Remove`, and to a key's new owner with the key.
+    Drop { tombstone: Tombstone },
     /// An owner tells a successor which files it should hold.
     Inventory { entries: Vec<InventoryEntry> },
     /// "The copy of this key you sent me did not match its hash": re-read it now.
     Check { key: Id },
-}
-
-/// An uploader's signed word that a name is gone as of `at`: every node that holds a copy can
-/// check it for itself, and copies made before `at` are not brought back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Removal {
-    pub name: String,
-    /// Unix milliseconds, by the uploader's clock (the clock its versions' `created` use).
-    pub at: u64,
-    pub uploader: String,
-    pub signature: Vec<u8>,
+    /// Which version of this key do you hold, and do you know of its removal?
+    Stat { key: Id },
+    /// Prove you hold the bytes of your version of this key: a keyed hash over the range the
+    /// nonce picks (see `replica::proof_range`).
+    Prove {
+        key: Id,
+        #[serde(with = "crate::records::bytes")]
+        nonce: [u8; 32],
+    },
 }
 
 /// One file an owner expects a replica holder to keep.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryEntry {
     pub key: Id,
+    #[serde(with = "crate::records::bytes")]
     pub hash: Hash,
     /// When the uploader put this version (Unix ms): a removal after it wins.
     pub created: u64,
+    /// Who put it: only that uploader's removal counts against it.
+    pub uploader: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,25 +97,43 @@ pub enum WireResponse {
     Files(FileResponse),
 }
 
+// One answer at a time; boxing the larger variants buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FileResponse {
     /// Files in key order; `more` when the list goes on after the last one.
     List { files: Vec<FileMeta>, more: bool },
     /// How many copies were deleted.
     Removed { copies: u32 },
-    /// Whether this node held a copy.
+    /// Whether this node held a copy (and deleted it).
     Dropped { held: bool },
-    /// Whether the copy matched its hash when re-read (a bad one is dropped).
+    /// Whether the copy matched its hash when re-read.
     Checked { good: bool },
-    /// Of an inventory: keys this node lacks (or holds in another version), and keys that were
-    /// removed by their uploader and must not be restored.
-    Inventory { missing: Vec<Id>, removed: Vec<Id> },
+    /// Of an inventory: keys this node lacks (or holds in an older version), and the signed
+    /// removals of entries it knows were removed by their uploader.
+    Inventory {
+        missing: Vec<Id>,
+        removed: Vec<Tombstone>,
+    },
+    /// What this node holds under the key, and the uploaders' removals it knows of.
+    Stat {
+        held: Option<FileMeta>,
+        removed: Vec<Tombstone>,
+    },
+    /// The version held and the proof over its bytes (absent when not held).
+    Proof {
+        held: Option<FileMeta>,
+        #[serde(with = "crate::records::opt_bytes")]
+        proof: Option<Hash>,
+    },
 }
 
 /// Most inventory entries one request carries (well inside the request size limit).
-pub const MAX_INVENTORY: usize = 256;
+pub const MAX_INVENTORY: usize = 128;
 /// Most files one `List` answer carries (names are ≤ 1 KiB: well inside the response limit).
 pub const MAX_LIST_FILES: usize = 512;
+/// Most tombstones one answer carries per key.
+pub const MAX_TOMBSTONES: usize = 8;
 
 /// A node's routing state. `fingers[i]` is successor(id + 2^i) as the node knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,282 @@
+//! A ring member's files: the handle every driver shares (the store, the node, the key), and
+//! the few helpers they all need: this node's view of the ring, pushing a stored copy, and
+//! verifying what a peer says about a key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use libp2p::identity::Keypair;
+use libp2p::PeerId;
+use tokio::sync::Notify;
+
+use super::ops::{Access, FilesError};
+use super::store::{Store, StoreError};
+use super::transfer::TransferRequest;
+use super::FilesConfig;
+use crate::chord::Id;
+use crate::net::protocol::{FileRequest, FileResponse};
+use crate::net::{PeerRef, StatusReport, WireResponse};
+use crate::node::{NodeError, NodeHandle, Service};
+use crate::records::{unix_millis, FileMeta, Role, Tombstone};
+use crate::replica::{self, Said};
+
+/// A ring member's files. Cheap to clone.
+#[derive(Clone)]
+pub struct Files {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) store: Store,
+    pub(super) node: NodeHandle,
+    pub(super) control: libp2p_stream::Control,
+    /// This node's key: it signs the node's own uploads.
+    pub(super) identity: Keypair,
+    pub(super) config: FilesConfig,
+    /// Wakes the repair loop early when the ring around this node changed.
+    pub(super) wake: Notify,
+    /// Where the integrity scrub goes on next round.
+    pub(super) scrub_next: Mutex<Option<Id>>,
+    /// Keys re-read on request lately, and when.
+    pub(super) checked: Mutex<HashMap<Id, std::time::Instant>>,
+    /// Copies whose bytes were read and did not match their hash: not served, replaced as
+    /// soon as a good copy is fetched.
+    pub(super) corrupt: Mutex<BTreeSet<Id>>,
+    /// Tombstones already handed to their key's owner since this node started.
+    pub(super) stones_handed: Mutex<BTreeSet<Id>>,
+}
+
+/// A poisoned lock still holds consistent data here (single inserts and removes).
+pub(super) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This node's place on the ring, as its status report shows it.
+pub(super) struct View {
+    pub me: Id,
+    pub predecessor: Option<Id>,
+    pub alone: bool,
+    /// The successors that should hold replicas of what this node owns.
+    pub holders: Vec<PeerRef>,
+}
+
+impl View {
+    pub fn owns(&self, key: &Id) -> bool {
+        replica::owns(key, &self.me, self.predecessor.as_ref(), self.alone)
+    }
+}
+
+impl Files {
+    pub fn open(
+        dir: &Path,
+        node: NodeHandle,
+        control: libp2p_stream::Control,
+        identity: Keypair,
+        config: FilesConfig,
+    ) -> Result<Files, StoreError> {
+        Ok(Files {
+            inner: Arc::new(Inner {
+                store: Store::open(dir)?,
+                node,
+                control,
+                identity,
+                config,
+                wake: Notify::new(),
+                scrub_next: Mutex::new(None),
+                checked: Mutex::new(HashMap::new()),
+                corrupt: Mutex::new(BTreeSet::new()),
+                stones_handed: Mutex::new(BTreeSet::new()),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// How this node reaches the ring for its own puts and gets.
+    pub fn access(&self) -> Access {
+        Access {
+            node: self.inner.node.clone(),
+            control: self.inner.control.clone(),
+            via: None,
+            identity: self.inner.identity.clone(),
+            local: Some(self.clone()),
+            timeout: self.inner.config.timeout,
+            rate_limit: None,
+            direct_wait: self.inner.config.direct_wait,
+        }
+    }
+
+    /// What this node holds.
+    pub fn list(&self) -> Vec<FileMeta> {
+        self.inner.store.list()
+    }
+
+    pub(super) fn replicas(&self) -> usize {
+        self.inner.config.replicas.max(1)
+    }
+
+    /// This node's view of the ring now.
+    pub(super) async fn view(&self) -> Result<View, NodeError> {
+        Ok(self.view_of(self.inner.node.status().await?))
+    }
+
+    pub(super) fn view_of(&self, status: StatusReport) -> View {
+        let me = status.node.id;
+        let alone = status.predecessor.is_none() && status.successors.iter().all(|s| s.id == me);
+        View {
+            me,
+            predecessor: status.predecessor.as_ref().map(|p| p.id),
+            alone,
+            holders: status
+                .successors
+                .into_iter()
+                .filter(|s| s.id != me)
+                .take(self.replicas() - 1)
+                .collect(),
+        }
+    }
+
+    pub(super) fn is_corrupt(&self, key: &Id) -> bool {
+        locked(&self.inner.corrupt).contains(key)
+    }
+
+    /// What this node itself would answer a `Stat` with.
+    pub(super) fn said_here(&self, key: &Id) -> Said {
+        let held = self
+            .inner
+            .store
+            .get(key)
+            .filter(|_| !self.is_corrupt(key));
+        match held {
+            Some(meta) => Said::Holds(meta),
+            None => newest_stone(self.inner.store.tombstones(key)),
+        }
+    }
+
+    /// Sends a stored file to another member.
+    pub(super) async fn push(
+        &self,
+        to: &PeerRef,
+        meta: &FileMeta,
+        role: Role,
+    ) -> Result<u32, FilesError> {
+        let header = TransferRequest::Put {
+            name: meta.name.clone(),
+            size: meta.size,
+            hash: Some(meta.hash),
+            role,
+            uploader: meta.uploader.clone(),
+            created: meta.created,
+            signature: meta.signature.clone(),
+        };
+        let path = self.inner.store.data_path(&meta.key);
+        let ((copies, _), _) = self.access().put_to(to, &path, &header, None).await?;
+        Ok(copies)
+    }
+
+    /// Drops the copy `seen` describes, unless it was replaced or removed meanwhile (then what
+    /// was judged is not what is there now). Says whether it dropped it.
+    pub(super) fn drop_if_unchanged(&self, seen: &FileMeta) -> bool {
+        let store = &self.inner.store;
+        if !store.get(&seen.key).is_some_and(|now| now == *seen) {
+            return false;
+        }
+        if let Err(e) = store.remove(&seen.key) {
+            tracing::warn!(name = seen.name, "cannot drop the copy: {e}");
+            return false;
+        }
+        locked(&self.inner.corrupt).remove(&seen.key);
+        true
+    }
+
+    /// A removal its uploader signed reached this node: keep the proof, drop the copy it
+    /// removes. The caller has checked `stone` (signatures, times). Says whether a copy went.
+    pub(super) fn apply_tombstone(&self, stone: &Tombstone) -> Result<bool, StoreError> {
+        let store = &self.inner.store;
+        let Some(held) = store.get(&stone.key()) else {
+            return Ok(false);
+        };
+        if !stone.removal.removes(&held) {
+            return Ok(false);
+        }
+        // The proof first: a crash in between leaves a tombstone, never a revived copy.
+        store.add_tombstone(stone)?;
+        let dropped = self.drop_if_unchanged(&held);
+        if dropped {
+            tracing::info!(name = held.name, "removed by its uploader; dropped this copy");
+        }
+        Ok(dropped)
+    }
+}
+
+/// The latest verified removal among `stones`, as a `Stat` answer.
+fn newest_stone(stones: Vec<Tombstone>) -> Said {
+    match stones.into_iter().max_by_key(|t| t.removal.at) {
+        Some(stone) => Said::Removed(stone),
+        None => Said::Nothing,
+    }
+}
+
+/// What a peer's `Stat` answer about `name` is worth: only records signed by their uploader
+/// for that very name, dated sanely, count.
+pub(super) fn verify_stat(
+    name: &str,
+    held: Option<FileMeta>,
+    removed: Vec<Tombstone>,
+    now: u64,
+) -> Said {
+    if let Some(meta) = held.filter(|m| m.check(name, now).is_ok()) {
+        return Said::Holds(meta);
+    }
+    newest_stone(
+        removed
+            .into_iter()
+            .filter(|t| t.removal.name == name && t.check(now).is_ok())
+            .collect(),
+    )
+}
+
+impl Service for Files {
+    fn handle(&self, from: PeerId, request: FileRequest) -> BoxFuture<'static, WireResponse> {
+        let files = self.clone();
+        Box::pin(async move {
+            let response = match request {
+                FileRequest::List { after } => Ok(files.list_page(after)),
+                FileRequest::Inventory { entries } => files.on_inventory(&from, entries).await,
+                FileRequest::Drop { tombstone } => files.on_drop(tombstone).await,
+                FileRequest::Check { key } => files.on_check(key).await,
+                FileRequest::Stat { key } => Ok(files.on_stat(&key)),
+                FileRequest::Prove { key, nonce } => Ok(files.on_prove(key, nonce).await),
+                FileRequest::Remove { removal } => files
+                    .remove_as_owner(removal)
+                    .await
+                    .map(|copies| FileResponse::Removed { copies }),
+            };
+            match response {
+                Ok(r) => WireResponse::Files(r),
+                Err(e) => WireResponse::Error(e.to_string()),
+            }
+        })
+    }
+
+    fn ring_changed(&self) {
+        self.inner.wake.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}
+
+/// Now, for records' time checks (the drivers' clock).
+pub(super) fn now() -> u64 {
+    unix_millis()
+}

@@ -1,0 +1,357 @@
+//! Keeping every file at its owner and the owner's R−1 successors while nodes come and go:
+//! the periodic repair round, hand-offs, and the informed leave. What to keep or drop is the
+//! replica core's decision (`crate::replica`); this module asks the peers and carries it out.
+
+use super::member::{locked, now, verify_stat, Files, View};
+use super::ops::{self, FilesError};
+use super::store::{FileMeta, Role};
+use crate::chord::Id;
+use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY};
+use crate::net::PeerRef;
+use crate::node::NodeError;
+use crate::replica::{self, Said, Shown};
+
+/// Most hand-offs, stale-replica checks and corrupt-copy repairs one round does; the rest wait.
+const REPAIR_BATCH: usize = 64;
+
+impl Files {
+    /// Runs repair rounds until the node stops: every interval, and at once after a change of
+    /// neighbours.
+    pub async fn repair_loop(self) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.config.repair_interval) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            match self.repair_round().await {
+                Err(FilesError::Node(NodeError::Stopped)) => return,
+                Err(e) => tracing::debug!("repair round: {e}"),
+                Ok(()) => {}
+            }
+        }
+    }
+
+    /// One round: take over or hand off keys (and their tombstones), make the replica holders
+    /// hold what this node owns, settle replicas nobody confirms, replace corrupt copies, and
+    /// re-check some bytes on disk.
+    pub async fn repair_round(&self) -> Result<(), FilesError> {
+        let store = &self.inner.store;
+        let view = self.view().await?;
+        let mut hand_off = Vec::new();
+        for meta in store.list() {
+            let mine = view.owns(&meta.key);
+            if mine && meta.role == Role::Replica {
+                store.set_role(&meta.key, Role::Owner)?;
+            } else if !mine && meta.role == Role::Owner && view.predecessor.is_some() {
+                hand_off.push(meta);
+            }
+        }
+        self.replicate_owned(&view).await;
+        for meta in hand_off.into_iter().take(REPAIR_BATCH) {
+            self.hand_off(view.me, &meta).await;
+        }
+        self.hand_off_tombstones(&view).await;
+        let stale_after = self.inner.config.repair_interval * self.inner.config.stale_rounds;
+        let stale: Vec<FileMeta> = store
+            .list()
+            .into_iter()
+            .filter(|m| {
+                m.role == Role::Replica
+                    && store
+                        .confirmed(&m.key)
+                        .is_none_or(|t| t.elapsed() > stale_after)
+            })
+            .take(REPAIR_BATCH)
+            .collect();
+        for meta in stale {
+            self.settle(view.me, &meta).await;
+        }
+        self.repair_corrupt().await;
+        self.scrub().await;
+        Ok(())
+    }
+
+    /// Copies `meta` to the replica holders; returns how many now hold it.
+    pub(super) async fn replicate(&self, meta: &FileMeta) -> u32 {
+        let Ok(view) = self.view().await else {
+            return 0;
+        };
+        self.replicate_to(meta, &view.holders).await
+    }
+
+    /// Copies `meta` to each of `holders`; returns how many now hold it.
+    pub(super) async fn replicate_to(&self, meta: &FileMeta, holders: &[PeerRef]) -> u32 {
+        let pushes = holders.iter().map(|h| self.push(h, meta, Role::Replica));
+        futures::future::join_all(pushes)
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count() as u32
+    }
+
+    /// Tells each replica holder what this node owns and sends what they lack. A holder's
+    /// "removed" counts only with the uploader's signed removal of this very version.
+    async fn replicate_owned(&self, view: &View) {
+        let owned: Vec<FileMeta> = self
+            .inner
+            .store
+            .list()
+            .into_iter()
+            .filter(|m| m.role == Role::Owner && !self.is_corrupt(&m.key))
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let access = self.access();
+        for holder in &view.holders {
+            for batch in owned.chunks(MAX_INVENTORY) {
+                let entries = batch.iter().map(inventory_entry).collect();
+                let Ok(FileResponse::Inventory { missing, removed }) = access
+                    .file_request(holder, FileRequest::Inventory { entries })
+                    .await
+                else {
+                    continue;
+                };
+                for stone in removed.iter().take(MAX_INVENTORY) {
+                    if stone.check(now()).is_ok() {
+                        if let Err(e) = self.apply_tombstone(stone) {
+                            tracing::warn!("cannot keep a removal: {e}");
+                        }
+                    }
+                }
+                for meta in batch.iter().filter(|m| missing.contains(&m.key)) {
+                    if let Err(e) = self.push(holder, meta, Role::Replica).await {
+                        tracing::debug!(name = meta.name, "replication failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A key this node owned now belongs to someone else (a node joined before it). The copy
+    /// stays here as a replica; whether it may go is [`Files::settle`]'s question.
+    async fn hand_off(&self, me: Id, meta: &FileMeta) {
+        let Ok(found) = self.access().lookup(meta.key).await else {
+            return;
+        };
+        if found.owner.id == me {
+            let _ = self.inner.store.set_role(&meta.key, Role::Owner);
+            return;
+        }
+        match self.push(&found.owner, meta, Role::Owner).await {
+            Ok(_) => {
+                let _ = self.inner.store.set_role(&meta.key, Role::Replica);
+            }
+            Err(e) => tracing::debug!(name = meta.name, "hand-off failed: {e}"),
+        }
+    }
+
+    /// Tombstones of keys this node no longer owns go to the keys' owners, once per start, so
+    /// a removal stays final when the key changes hands.
+    async fn hand_off_tombstones(&self, view: &View) {
+        if view.predecessor.is_none() {
+            return;
+        }
+        let store = &self.inner.store;
+        let due: Vec<Id> = {
+            let handed = locked(&self.inner.stones_handed);
+            store
+                .removed_keys()
+                .into_iter()
+                .filter(|k| !view.owns(k) && !handed.contains(k))
+                .take(REPAIR_BATCH)
+                .collect()
+        };
+        let access = self.access();
+        for key in due {
+            let Ok(found) = access.lookup(key).await else {
+                continue;
+            };
+            let mut sent = true;
+            if found.owner.id != view.me {
+                for tombstone in store.tombstones(&key) {
+                    let drop = FileRequest::Drop { tombstone };
+                    sent &= access.file_request(&found.owner, drop).await.is_ok();
+                }
+            }
+            if sent {
+                locked(&self.inner.stones_handed).insert(key);
+            }
+        }
+    }
+
+    /// A replica its owner has not confirmed lately (or at all since this node started). If
+    /// this node is among the R that should hold the key, it makes sure the owner has the file
+    /// (or drops its copy on the uploader's signed removal). If it is not, the copy is surplus
+    /// and goes only once every node that should hold the key has proved it does.
+    async fn settle(&self, me: Id, meta: &FileMeta) {
+        let store = &self.inner.store;
+        let access = self.access();
+        let Ok(found) = access.lookup(meta.key).await else {
+            return;
+        };
+        if found.owner.id == me {
+            let _ = store.set_role(&meta.key, Role::Owner);
+            return;
+        }
+        let owner = found.owner.clone();
+        let responsible =
+            replica::responsible(found.owner, &found.backups, self.replicas(), |p| p.id);
+        if responsible.iter().any(|p| p.id == me) {
+            self.settle_with_owner(&owner, meta).await;
+        } else {
+            self.settle_surplus(&owner, &responsible, meta).await;
+        }
+        store.confirm(&meta.key);
+    }
+
+    /// This node should hold the key: the owner gets the file if it lacks it.
+    async fn settle_with_owner(&self, owner: &PeerRef, meta: &FileMeta) {
+        let said = match self
+            .access()
+            .file_request(owner, FileRequest::Stat { key: meta.key })
+            .await
+        {
+            Ok(FileResponse::Stat { held, removed }) => verify_stat(&meta.name, held, removed, now()),
+            _ => Said::Nothing,
+        };
+        match said {
+            Said::Removed(stone) if stone.removal.removes(meta) => {
+                let _ = self.apply_tombstone(&stone);
+            }
+            Said::Holds(theirs)
+                if replica::same_version(&theirs, meta)
+                    || (theirs.uploader == meta.uploader && theirs.created > meta.created) => {}
+            _ => {
+                if let Err(e) = self.push(owner, meta, Role::Owner).await {
+                    tracing::debug!(name = meta.name, "return to owner failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// A copy this node need not hold: challenge each responsible node; drop only if all
+    /// prove they hold this version or a newer one, else give the copy to those that lack it.
+    async fn settle_surplus(&self, owner: &PeerRef, responsible: &[PeerRef], meta: &FileMeta) {
+        let nonce: [u8; 32] = rand::random();
+        let Some(mine) = self.prove(meta, nonce).await else {
+            return;
+        };
+        let access = self.access();
+        let asks = responsible.iter().map(|node| {
+            let access = &access;
+            async move {
+                let request = FileRequest::Prove {
+                    key: meta.key,
+                    nonce,
+                };
+                match access.file_request(node, request).await {
+                    Ok(FileResponse::Proof { held, proof }) => {
+                        let held = held.filter(|h| h.check(&meta.name, now()).is_ok());
+                        replica::shown(meta, held.as_ref(), proof == Some(mine))
+                    }
+                    _ => Shown::Not,
+                }
+            }
+        });
+        let shown = futures::future::join_all(asks).await;
+        if replica::may_drop_surplus(&shown, self.replicas()) {
+            if self.drop_if_unchanged(meta) {
+                tracing::info!(name = meta.name, "surplus copy dropped: every holder proved it");
+            }
+            return;
+        }
+        for (node, _) in responsible.iter().zip(&shown).filter(|(_, s)| **s == Shown::Not) {
+            let role = if node.id == owner.id {
+                Role::Owner
+            } else {
+                Role::Replica
+            };
+            if let Err(e) = self.push(node, meta, role).await {
+                tracing::debug!(name = meta.name, "restoring a copy failed: {e}");
+            }
+        }
+    }
+
+    /// Replaces copies found corrupt with a good copy of the same version fetched from
+    /// another holder; until then the corrupt copy is kept but never served.
+    async fn repair_corrupt(&self) {
+        let keys: Vec<Id> = locked(&self.inner.corrupt)
+            .iter()
+            .take(REPAIR_BATCH)
+            .copied()
+            .collect();
+        let access = self.access();
+        for key in keys {
+            let Some(meta) = self.inner.store.get(&key) else {
+                locked(&self.inner.corrupt).remove(&key);
+                continue;
+            };
+            let Ok(found) = access.lookup(key).await else {
+                continue;
+            };
+            let me = access.me();
+            let others: Vec<PeerRef> = ops::candidates(found)
+                .into_iter()
+                .filter(|p| p.addr.peer_id != me)
+                .collect();
+            let out = self.inner.store.repair_path(&key);
+            match ops::fetch_version(&access, &meta, &others, &out, None).await {
+                Ok(_) => match self.inner.store.replace_bytes(&out, &meta) {
+                    Ok(true) => {
+                        locked(&self.inner.corrupt).remove(&key);
+                        tracing::info!(name = meta.name, "corrupt copy replaced by a good one");
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(name = meta.name, "cannot replace the copy: {e}"),
+                },
+                Err(e) => tracing::debug!(name = meta.name, "no good copy found yet: {e}"),
+            }
+            let _ = std::fs::remove_file(&out);
+        }
+    }
+
+    /// Bytes of `meta` were read and did not match its hash: stop serving the copy and replace
+    /// it at the next repair round.
+    pub(super) fn found_corrupt(&self, meta: &FileMeta) {
+        if locked(&self.inner.corrupt).insert(meta.key) {
+            tracing::warn!(name = meta.name, "stored copy is corrupt; fetching a good one");
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Informed leave: everything this node holds goes to its successor first, with the
+    /// removals it keeps.
+    pub async fn hand_off_all(&self) {
+        let Ok(status) = self.inner.node.status().await else {
+            return;
+        };
+        let me = status.node.id;
+        let Some(succ) = status.successors.into_iter().find(|s| s.id != me) else {
+            return;
+        };
+        for meta in self.inner.store.list() {
+            // The successor takes over this node's keys; what it held as replicas stays so.
+            if let Err(e) = self.push(&succ, &meta, meta.role).await {
+                tracing::warn!(name = meta.name, "hand-off failed: {e}");
+            }
+        }
+        let access = self.access();
+        for key in self.inner.store.removed_keys() {
+            for tombstone in self.inner.store.tombstones(&key) {
+                let _ = access
+                    .file_request(&succ, FileRequest::Drop { tombstone })
+                    .await;
+            }
+        }
+    }
+}
+
+fn inventory_entry(meta: &FileMeta) -> InventoryEntry {
+    InventoryEntry {
+        key: meta.key,
+        hash: meta.hash,
+        created: meta.created,
+        uploader: meta.uploader.clone(),
+    }
+}

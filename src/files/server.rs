@@ -1,0 +1,350 @@
+//! The inbound side of transfer streams: serving gets, and receiving puts from uploaders and
+//! copies from other members, each checked against the uploader's signature and the replica
+//! core's admission rule before a byte is taken, and again at commit.
+
+use futures::StreamExt;
+use libp2p::{PeerId, Stream};
+
+use super::member::{now, Files};
+use super::names::check_name;
+use super::store::{Hash, Role, StoreError};
+use super::transfer::{
+    read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, PutReply, Receiving,
+    Trailer, TransferError, TransferRequest,
+};
+use crate::chord::Id;
+use crate::net::PeerRef;
+use crate::records::FileMeta;
+use crate::replica::{admit, Admit, Offer};
+
+impl Files {
+    /// Accepts transfer streams until the node stops. Always polling: libp2p-stream drops
+    /// inbound streams nobody is waiting for.
+    /// The transfers run in a set owned by this task, so stopping the node stops them too.
+    pub async fn serve(self, mut incoming: libp2p_stream::IncomingStreams) {
+        let mut transfers = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { return };
+                    let files = self.clone();
+                    transfers.spawn(async move {
+                        if let Err(e) = files.serve_stream(peer, stream).await {
+                            tracing::info!(%peer, "transfer ended with an error: {e}");
+                        }
+                    });
+                }
+                Some(_) = transfers.join_next(), if !transfers.is_empty() => {}
+            }
+        }
+    }
+
+    async fn serve_stream(&self, peer: PeerId, mut stream: Stream) -> Result<(), TransferError> {
+        let request = tokio::time::timeout(
+            self.inner.config.timeout,
+            read_frame::<_, TransferRequest>(&mut stream),
+        )
+        .await
+        .map_err(|_| TransferError::Protocol("no request in time".into()))??;
+        match request {
+            TransferRequest::Get { name, offset } => {
+                self.serve_get(&mut stream, &name, offset).await
+            }
+            put @ TransferRequest::Put { .. } => {
+                let answer = self.receive_put(peer, &mut stream, put).await;
+                let reply = match answer {
+                    Ok(reply) => reply,
+                    Err(e) => PutReply::Failed(e.to_string()),
+                };
+                write_frame(&mut stream, &reply).await
+            }
+        }
+    }
+
+    async fn serve_get(
+        &self,
+        stream: &mut Stream,
+        name: &str,
+        offset: u64,
+    ) -> Result<(), TransferError> {
+        let key = Id::hash(name.as_bytes());
+        let Some(meta) = self.inner.store.get(&key).filter(|_| !self.is_corrupt(&key)) else {
+            return write_frame(stream, &GetReply::NotFound).await;
+        };
+        if offset > meta.size {
+            let why = format!("offset {offset} is past the end");
+            return write_frame(stream, &GetReply::Refused(why)).await;
+        }
+        let path = self.inner.store.data_path(&key);
+        let opened = async {
+            let mut file = tokio::fs::File::open(&path).await?;
+            tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset)).await?;
+            Ok::<_, std::io::Error>(file)
+        };
+        let file = match opened.await {
+            Ok(file) => file.into_std().await,
+            Err(e) => {
+                // Say so, rather than leave the asker guessing. A read error is not corruption:
+                // the copy stays.
+                let why = format!("the stored copy cannot be read now: {e}");
+                return write_frame(stream, &GetReply::Refused(why)).await;
+            }
+        };
+        write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
+        // No hashing here: the receiver verifies, and tells this node (Check) when it finds a
+        // bad copy, so the hot path costs one hash, not two.
+        send_bytes(file, &path, stream, meta.size - offset, None, None).await?;
+        futures::AsyncWriteExt::close(stream).await?;
+        Ok(())
+    }
+
+    /// The receiving side of a put: from an uploader (`uploader` is the sender itself) or from
+    /// another ring member copying a file (replication, hand-off, repair).
+    async fn receive_put(
+        &self,
+        peer: PeerId,
+        stream: &mut Stream,
+        header: TransferRequest,
+    ) -> Result<PutReply, TransferError> {
+        // A header that names its hash carries the signature of that version (a copy of a
+        // stored file); one without (an upload, or its forward) is checked at the end.
+        let header_signed = match &header {
+            TransferRequest::Put {
+                hash: Some(hash),
+                signature,
+                ..
+            } => header.version(hash).is_some_and(|v| v.is_signed(signature)),
+            _ => true,
+        };
+        let TransferRequest::Put {
+            name,
+            size,
+            hash,
+            role,
+            uploader,
+            created,
+            signature,
+        } = header
+        else {
+            return Err(TransferError::Protocol("not a put".into()));
+        };
+        if let Err(e) = check_name(&name) {
+            return Ok(PutReply::Refused(e.to_string()));
+        }
+        let key = Id::hash(name.as_bytes());
+        let store = &self.inner.store;
+        let direct = uploader == peer.to_string();
+        // A copy passed on by another node must carry its uploader's signature.
+        if !direct && !header_signed {
+            return Ok(PutReply::Refused(format!(
+                "the copy of '{name}' does not carry a valid signature of its uploader"
+            )));
+        }
+        let offer = Offer {
+            uploader: &uploader,
+            created,
+            hash: hash.as_ref(),
+            direct,
+        };
+        let held = store.get(&key);
+        let stone = store.tombstone(&key, &uploader);
+        match admit(offer, held.as_ref(), stone.as_ref(), now()) {
+            Admit::Accept => {}
+            Admit::Refuse(why) => return Ok(PutReply::Refused(format!("'{name}': {why}"))),
+            Admit::Removed(_) => return Ok(PutReply::Removed),
+            Admit::Identical => {
+                let Some(existing) = held else {
+                    return Ok(PutReply::Refused("nothing held".into()));
+                };
+                // Identical copy already here: only the role may change.
+                if role == Role::Owner {
+                    store.set_role(&key, Role::Owner).map_err(store_error)?;
+                }
+                store.confirm(&key);
+                let copies = if direct {
+                    self.copies_after(role, &existing).await
+                } else {
+                    // A hand-off to a node that already has the bytes: answer at once (the
+                    // sender waits under a stall bound) and replicate in the background.
+                    if role == Role::Owner {
+                        let (files, meta) = (self.clone(), existing.clone());
+                        tokio::spawn(async move { files.replicate(&meta).await });
+                    }
+                    1
+                };
+                return Ok(PutReply::Done {
+                    copies,
+                    hash: existing.hash,
+                });
+            }
+        }
+        // An owner passes an upload on to its replica holders while it arrives: the copies are
+        // made in one pass instead of one after the other.
+        let (holders, mut forward) = if direct && role == Role::Owner {
+            self.open_forwards(&name, size, &uploader, created).await
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        write_frame(stream, &PutReply::Ready).await?;
+        let incoming = store.begin(&key).map_err(store_error)?;
+        let path = store.data_path(&key);
+        let into = Receiving {
+            file: incoming.file.try_clone().map_err(TransferError::Io)?,
+            path: &path,
+            hasher: blake3::Hasher::new(),
+            forward: &mut forward,
+        };
+        let hasher = receive_bytes(stream, into, size, None, 0).await?.hasher;
+        let trailer: Trailer = unstalled(read_frame(stream)).await?;
+        let computed: Hash = *hasher.finalize().as_bytes();
+        if computed != trailer.hash || hash.is_some_and(|h| h != computed) {
+            return Ok(PutReply::Failed(
+                "the data did not match its hash; nothing was stored".into(),
+            ));
+        }
+        // Uploads (and their forwards) sign in the trailer; copies of stored files in the header.
+        let signature = if signature.is_empty() {
+            trailer.signature
+        } else {
+            signature
+        };
+        let meta = FileMeta {
+            name,
+            key,
+            size,
+            hash: computed,
+            role,
+            uploader: uploader.clone(),
+            created,
+            signature,
+        };
+        if !meta.version().is_signed(&meta.signature) {
+            return Ok(PutReply::Failed(
+                "the uploader's signature does not match the data; nothing was stored".into(),
+            ));
+        }
+        // Asked again at commit: the name may have been taken, or removed, while the bytes came.
+        let offer = Offer {
+            hash: Some(&meta.hash),
+            ..offer
+        };
+        let stone = store.tombstone(&key, &meta.uploader);
+        let committed = store.commit(incoming, meta.clone(), |held| {
+            match admit(offer, held, stone.as_ref(), now()) {
+                Admit::Refuse(why) => Err(format!("'{}': {why}", meta.name)),
+                Admit::Removed(_) => Err(format!("'{}' was removed meanwhile", meta.name)),
+                Admit::Accept | Admit::Identical => Ok(()),
+            }
+        });
+        match committed {
+            Err(StoreError::Refused(why)) => return Ok(PutReply::Refused(why)),
+            other => other.map_err(store_error)?,
+        }
+        // A newer version lives: an older removal of the same uploader no longer applies.
+        store.clear_tombstone(&key, &meta.uploader, meta.created);
+        let copies = if direct && role == Role::Owner {
+            // The holders the forward missed get a copy now.
+            let done = self.finish_forwards(&mut forward, &meta).await;
+            let missed: Vec<PeerRef> = holders
+                .into_iter()
+                .zip(&done)
+                .filter(|(_, ok)| !**ok)
+                .map(|(holder, _)| holder)
+                .collect();
+            let forwarded = done.iter().filter(|ok| **ok).count() as u32;
+            1 + forwarded + self.replicate_to(&meta, &missed).await
+        } else {
+            self.copies_after(role, &meta).await
+        };
+        Ok(PutReply::Done {
+            copies,
+            hash: computed,
+        })
+    }
+
+    /// The replica holders, and beside each the stream that took the header of a forwarded
+    /// upload (none where it did not).
+    async fn open_forwards(
+        &self,
+        name: &str,
+        size: u64,
+        uploader: &str,
+        created: u64,
+    ) -> (Vec<PeerRef>, Vec<Option<Stream>>) {
+        let Ok(view) = self.view().await else {
+            return (Vec::new(), Vec::new());
+        };
+        let header = TransferRequest::Put {
+            name: name.into(),
+            size,
+            hash: None,
+            role: Role::Replica,
+            uploader: uploader.into(),
+            created,
+            signature: Vec::new(),
+        };
+        let access = self.access();
+        let opens = view.holders.iter().map(|holder| {
+            let (access, header) = (&access, &header);
+            async move {
+                let (mut stream, _) = access.open(holder).await.ok()?;
+                write_frame(&mut stream, header).await.ok()?;
+                match unstalled(read_frame::<_, PutReply>(&mut stream)).await {
+                    Ok(PutReply::Ready) => Some(stream),
+                    _ => None,
+                }
+            }
+        });
+        let streams = futures::future::join_all(opens).await;
+        (view.holders, streams)
+    }
+
+    /// Ends forwarded uploads: the trailer with the uploader's hash and signature, then each
+    /// holder's answer (once it has committed its copy), waiting at most the transfer timeout
+    /// for it. Says, per slot, whether that holder has the copy now.
+    async fn finish_forwards(&self, forward: &mut [Option<Stream>], meta: &FileMeta) -> Vec<bool> {
+        let trailer = Trailer {
+            hash: meta.hash,
+            signature: meta.signature.clone(),
+        };
+        let wait = self.inner.config.timeout;
+        let finish = forward.iter_mut().map(|slot| {
+            let trailer = &trailer;
+            async move {
+                let Some(stream) = slot.as_mut() else {
+                    return false;
+                };
+                let answer = async {
+                    write_frame(stream, trailer).await?;
+                    tokio::time::timeout(wait, read_frame::<_, PutReply>(stream))
+                        .await
+                        .map_err(|_| TransferError::NoAnswer(wait))?
+                };
+                match answer.await {
+                    Ok(PutReply::Done { hash, .. }) if hash == meta.hash => true,
+                    Ok(other) => {
+                        tracing::debug!(name = meta.name, "forwarded copy: {other:?}");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::debug!(name = meta.name, "forwarded copy failed: {e}");
+                        false
+                    }
+                }
+            }
+        });
+        futures::future::join_all(finish).await
+    }
+
+    /// An owner replicates what it just stored before it answers; a replica is one copy.
+    async fn copies_after(&self, role: Role, meta: &FileMeta) -> u32 {
+        match role {
+            Role::Owner => 1 + self.replicate(meta).await,
+            Role::Replica => 1,
+        }
+    }
+}
+
+pub(super) fn store_error(e: StoreError) -> TransferError {
+    TransferError::Protocol(e.to_string())
+}
