@@ -4,128 +4,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use chord_p2p::chord::{Id, IdealRing};
+use chord_p2p::chord::Id;
 use chord_p2p::client::Client;
 use chord_p2p::files::transfer::{self, TransferRequest, TRANSFER_PROTOCOL};
-use chord_p2p::files::{ops, FilesConfig, FilesError, Hash, Role};
+use chord_p2p::files::{FilesError, Hash, Role};
 use chord_p2p::net::protocol::FileRequest;
 use chord_p2p::records::{Removal, Tombstone};
 use chord_p2p::net::{WireRequest, WireResponse};
-use chord_p2p::node::{Node, NodeConfig};
+use chord_p2p::node::Node;
+use common::files::*;
 use common::*;
-
-const R_FILES: usize = 3;
-const SETTLE: Duration = Duration::from_secs(40);
-
-fn config() -> NodeConfig {
-    let mut config = test_config(QUIC);
-    config.files = Some(FilesConfig {
-        replicas: R_FILES,
-        repair_interval: Duration::from_millis(200),
-        stale_rounds: 5,
-        timeout: Duration::from_secs(5),
-        ..FilesConfig::default()
-    });
-    config
-}
-
-/// Deterministic bytes: a file's content is a function of its seed.
-fn content(seed: u64, size: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        let word = (rng.below(usize::MAX) as u64).to_le_bytes();
-        out.extend_from_slice(&word);
-    }
-    out.truncate(size);
-    out
-}
-
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write test file");
-    path
-}
-
-fn blake3_of(bytes: &[u8]) -> Hash {
-    *blake3::hash(bytes).as_bytes()
-}
-
-async fn put_from(node: &Node, path: &Path, name: &str) -> Result<ops::PutReport, FilesError> {
-    let files = node.files().expect("member keeps files");
-    ops::upload(&files.access(), path, name, None).await
-}
-
-async fn get_from(node: &Node, name: &str, out: &Path) -> Result<ops::GetReport, FilesError> {
-    let files = node.files().expect("member keeps files");
-    ops::download(&files.access(), name, out, None).await
-}
-
-/// Who holds `name` and in which role, among `nodes`.
-fn holders(nodes: &[&Node], name: &str) -> Vec<(Id, Role, Hash)> {
-    let key = Id::hash(name.as_bytes());
-    nodes
-        .iter()
-        .filter_map(|n| {
-            let meta = n.files()?.store().get(&key)?;
-            Some((n.id(), meta.role, meta.hash))
-        })
-        .collect()
-}
-
-/// Exactly R copies of each name sit where they belong: the true owner holds it as owner, its
-/// R-1 successors as replicas, nobody else; every copy on disk matches its content hash.
-fn copies_in_place(nodes: &[&Node], names: &[(String, Hash)]) -> Result<(), String> {
-    let ring = IdealRing::new(nodes.iter().map(|n| n.id()));
-    for (name, hash) in names {
-        let key = Id::hash(name.as_bytes());
-        let owner = ring.successor(&key).ok_or("empty ring")?;
-        let mut want: Vec<Id> = vec![owner];
-        want.extend(ring.successors(&owner, R_FILES - 1));
-        want.sort();
-        let held = holders(nodes, name);
-        let mut got: Vec<Id> = held.iter().map(|(id, _, _)| *id).collect();
-        got.sort();
-        if got != want {
-            return Err(format!(
-                "{name}: held by {} nodes, not the right {}",
-                got.len(),
-                want.len()
-            ));
-        }
-        for (id, role, stored) in &held {
-            let should = if *id == owner {
-                Role::Owner
-            } else {
-                Role::Replica
-            };
-            if *role != should || stored != hash {
-                return Err(format!(
-                    "{name}: {role:?} at {}, want {should:?}",
-                    &id.to_hex()[..8]
-                ));
-            }
-        }
-        for node in nodes {
-            let Some(files) = node.files() else { continue };
-            if files.store().get(&key).is_some() {
-                let bytes =
-                    std::fs::read(files.store().data_path(&key)).map_err(|e| e.to_string())?;
-                if blake3_of(&bytes) != *hash {
-                    return Err(format!("{name}: a corrupt copy is still held"));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn wait_copies(nodes: &[&Node], names: &[(String, Hash)], what: &str) {
-    wait_for(SETTLE, what, || async { copies_in_place(nodes, names) }).await;
-}
 
 /// Puts `count` small files from rotating nodes; returns (name, hash).
 async fn put_small_files(

@@ -58,9 +58,14 @@ impl Files {
     }
 
     /// A removal with the version it removed. Checked here whoever relays it; it deletes only
-    /// a copy of that uploader made at or before it, and it is kept without a copy only for a
-    /// key this node owns (tombstones travel with their keys).
-    pub(super) async fn on_drop(&self, stone: Tombstone) -> Result<FileResponse, FilesError> {
+    /// a copy of that uploader made at or before it. Without a copy here it is kept only when
+    /// this node owns the key and the key's previous owner (this node's successor) passes it
+    /// on: tombstones travel with their keys, and nobody else can make a node store one.
+    pub(super) async fn on_drop(
+        &self,
+        from: &PeerId,
+        stone: Tombstone,
+    ) -> Result<FileResponse, FilesError> {
         stone
             .check(now())
             .map_err(|e| FilesError::Refused(e.to_string()))?;
@@ -74,7 +79,8 @@ impl Files {
                 held: self.apply_tombstone(&stone)?,
             }),
             None => {
-                if self.view().await?.owns(&key) {
+                let view = self.view().await?;
+                if view.owns(&key) && view.successor == Some(node_id(from)) {
                     store.add_tombstone(&stone)?;
                 }
                 Ok(FileResponse::Dropped { held: false })

@@ -58,6 +58,8 @@ pub(super) struct View {
     pub me: Id,
     pub predecessor: Option<Id>,
     pub alone: bool,
+    /// The first successor other than this node.
+    pub successor: Option<Id>,
     /// The successors that should hold replicas of what this node owns.
     pub holders: Vec<PeerRef>,
 }
@@ -131,6 +133,7 @@ impl Files {
             me,
             predecessor: status.predecessor.as_ref().map(|p| p.id),
             alone,
+            successor: status.successors.iter().map(|s| s.id).find(|id| *id != me),
             holders: status
                 .successors
                 .into_iter()
@@ -247,7 +250,7 @@ impl Service for Files {
             let response = match request {
                 FileRequest::List { after } => Ok(files.list_page(after)),
                 FileRequest::Inventory { entries } => files.on_inventory(&from, entries).await,
-                FileRequest::Drop { tombstone } => files.on_drop(tombstone).await,
+                FileRequest::Drop { tombstone } => files.on_drop(&from, tombstone).await,
                 FileRequest::Check { key } => files.on_check(key).await,
                 FileRequest::Stat { key } => Ok(files.on_stat(&key)),
                 FileRequest::Prove { key, nonce } => Ok(files.on_prove(key, nonce).await),

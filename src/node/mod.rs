@@ -133,10 +133,39 @@ impl Drop for Node {
     }
 }
 
+/// What a file service gets to build itself on a starting node.
+pub struct ServiceContext {
+    pub handle: NodeHandle,
+    pub control: libp2p_stream::Control,
+    pub identity: Keypair,
+}
+
+/// Builds a node's own file service (one other than [`Files`]: a test's hostile member, a
+/// service of another kind): the service answering `Files` requests, and the tasks to run
+/// beside the event loop (stopped with the node).
+pub type ServiceFactory =
+    Box<dyn FnOnce(ServiceContext) -> Result<(Arc<dyn Service>, Vec<JoinHandle<()>>), NodeError> + Send>;
+
 impl Node {
     /// Opens the data dir, listens, and spawns the event loop and the file service. Returns
     /// once every listen address is bound, so the caller can print them.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_inner(config, None).await
+    }
+
+    /// Starts a node whose file requests and streams are served by what `factory` builds
+    /// instead of [`Files`] (`config.files` is ignored).
+    pub async fn start_with_service(
+        config: NodeConfig,
+        factory: ServiceFactory,
+    ) -> Result<Node, NodeError> {
+        Node::start_inner(config, Some(factory)).await
+    }
+
+    async fn start_inner(
+        config: NodeConfig,
+        factory: Option<ServiceFactory>,
+    ) -> Result<Node, NodeError> {
         let data_dir = config.data_dir.as_deref().map(DataDir::open).transpose()?;
         let key = match (&config.identity, &data_dir) {
             (Some(key), _) => key.clone(),
@@ -179,9 +208,20 @@ impl Node {
 
         let mut scratch = None;
         let mut helpers = Vec::new();
-        let files = match &config.files {
-            None => None,
-            Some(files_config) => {
+        let mut service = None;
+        if let Some(factory) = factory {
+            let context = ServiceContext {
+                handle: handle.clone(),
+                control: control.clone(),
+                identity: key.clone(),
+            };
+            let (custom, tasks) = factory(context)?;
+            service = Some(custom);
+            helpers.extend(tasks);
+        }
+        let files = match (&config.files, &service) {
+            (None, _) | (_, Some(_)) => None,
+            (Some(files_config), None) => {
                 let dir = match &data_dir {
                     Some(dir) => dir.path().join("files"),
                     None => {
@@ -216,7 +256,7 @@ impl Node {
                 Some(files)
             }
         };
-        let service = files.clone().map(|f| Arc::new(f) as Arc<dyn Service>);
+        let service = service.or_else(|| files.clone().map(|f| Arc::new(f) as Arc<dyn Service>));
         let event_loop = EventLoop::new(swarm, core, rx, service, data_dir, relaying);
         let task = tokio::spawn(event_loop.run());
         let mut node = Node {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod files;
 pub mod procs;
 
 use std::future::Future;
