@@ -5,6 +5,7 @@
 use super::member::{locked, now, verify_stat, Files, View};
 use super::ops::{self, FilesError};
 use super::store::{FileMeta, Role};
+use super::transfer::TransferError;
 use crate::chord::Id;
 use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY};
 use crate::net::PeerRef;
@@ -120,8 +121,12 @@ impl Files {
                     }
                 }
                 for meta in batch.iter().filter(|m| missing.contains(&m.key)) {
-                    if let Err(e) = self.push(holder, meta, Role::Replica).await {
-                        tracing::debug!(name = meta.name, "replication failed: {e}");
+                    match self.push(holder, meta, Role::Replica).await {
+                        Err(FilesError::Transfer(TransferError::Removed)) => {
+                            self.learn_removal(holder, meta).await
+                        }
+                        Err(e) => tracing::debug!(name = meta.name, "replication failed: {e}"),
+                        Ok(_) => {}
                     }
                 }
             }
@@ -142,7 +147,34 @@ impl Files {
             Ok(_) => {
                 let _ = self.inner.store.set_role(&meta.key, Role::Replica);
             }
+            Err(FilesError::Transfer(TransferError::Removed)) => {
+                // Its word is not enough: the signed removal is.
+                self.learn_removal(&found.owner, meta).await;
+            }
             Err(e) => tracing::debug!(name = meta.name, "hand-off failed: {e}"),
+        }
+    }
+
+    /// What `peer` holds or knows removed under `meta`'s key, verified.
+    async fn stat_of(&self, peer: &PeerRef, meta: &FileMeta) -> Said {
+        match self
+            .access()
+            .file_request(peer, FileRequest::Stat { key: meta.key })
+            .await
+        {
+            Ok(FileResponse::Stat { held, removed }) => {
+                verify_stat(&meta.name, held, removed, now())
+            }
+            _ => Said::Nothing,
+        }
+    }
+
+    /// `peer` says `meta` was removed: asks for the uploader's signed removal and applies it.
+    async fn learn_removal(&self, peer: &PeerRef, meta: &FileMeta) {
+        if let Said::Removed(stone) = self.stat_of(peer, meta).await {
+            if stone.removal.removes(meta) {
+                let _ = self.apply_tombstone(&stone);
+            }
         }
     }
 
@@ -207,26 +239,20 @@ impl Files {
 
     /// This node should hold the key: the owner gets the file if it lacks it.
     async fn settle_with_owner(&self, owner: &PeerRef, meta: &FileMeta) {
-        let said = match self
-            .access()
-            .file_request(owner, FileRequest::Stat { key: meta.key })
-            .await
-        {
-            Ok(FileResponse::Stat { held, removed }) => verify_stat(&meta.name, held, removed, now()),
-            _ => Said::Nothing,
-        };
-        match said {
+        match self.stat_of(owner, meta).await {
             Said::Removed(stone) if stone.removal.removes(meta) => {
                 let _ = self.apply_tombstone(&stone);
             }
             Said::Holds(theirs)
                 if replica::same_version(&theirs, meta)
                     || (theirs.uploader == meta.uploader && theirs.created > meta.created) => {}
-            _ => {
-                if let Err(e) = self.push(owner, meta, Role::Owner).await {
-                    tracing::debug!(name = meta.name, "return to owner failed: {e}");
+            _ => match self.push(owner, meta, Role::Owner).await {
+                Err(FilesError::Transfer(TransferError::Removed)) => {
+                    self.learn_removal(owner, meta).await
                 }
-            }
+                Err(e) => tracing::debug!(name = meta.name, "return to owner failed: {e}"),
+                Ok(_) => {}
+            },
         }
     }
 
