@@ -116,9 +116,13 @@ impl Files {
                 self.found_corrupt(&meta);
                 Ok(FileResponse::Checked { good: false })
             }
-            Err(e) => Err(FilesError::Refused(format!(
-                "the copy cannot be read now ({e}); it was kept"
-            ))),
+            Err(e) => {
+                // Not checked after all: the next request may try again.
+                locked(&self.inner.checked).remove(&key);
+                Err(FilesError::Refused(format!(
+                    "the copy cannot be read now ({e}); it was kept"
+                )))
+            }
         }
     }
 

@@ -13,6 +13,9 @@ use crate::net::protocol::{FileRequest, FileResponse};
 use crate::records::{Removal, Tombstone};
 use crate::replica::{admit, Admit, Offer};
 
+/// How long an owner waits for its replica holders' drops before it answers a `Remove`.
+const REMOVE_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Files {
     /// Stores an upload made by this very node (it is the owner of the key).
     pub(crate) async fn store_upload(
@@ -149,19 +152,28 @@ impl Files {
             removed: meta,
         };
         self.apply_tombstone(&tombstone)?;
-        let access = self.access();
-        let drops = view.holders.iter().map(|holder| {
+        // The drops run on their own; the answer counts those done within a moment, so it
+        // goes out well inside the asker's request timeout even when a holder is down. The
+        // removal is final already: this node keeps the signed tombstone, and a get asks it.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        for holder in view.holders {
+            let (access, done_tx) = (self.access(), done_tx.clone());
             let request = FileRequest::Drop {
                 tombstone: tombstone.clone(),
             };
-            let access = &access;
-            async move { access.file_request(holder, request).await }
-        });
-        let copies = futures::future::join_all(drops)
-            .await
-            .into_iter()
-            .filter(|r| matches!(r, Ok(FileResponse::Dropped { held: true })))
-            .count() as u32;
+            tokio::spawn(async move {
+                let answer = access.file_request(&holder, request).await;
+                let _ = done_tx.send(matches!(answer, Ok(FileResponse::Dropped { held: true })));
+            });
+        }
+        drop(done_tx);
+        let mut copies = 0;
+        let counting = async {
+            while let Some(held) = done_rx.recv().await {
+                copies += u32::from(held);
+            }
+        };
+        let _ = tokio::time::timeout(REMOVE_ANSWER_WITHIN, counting).await;
         Ok(1 + copies)
     }
 }
