@@ -7,7 +7,8 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 
 use crate::chord::{self, Id, LookupResult};
-use crate::files::ops::{self, Access, FilesError, GetReport, PutReport};
+use crate::files::ops::{self, GetReport, PutReport};
+use crate::files::{Access, FilesError};
 use crate::files::transfer::Progress;
 use crate::files::{FileMeta, FilesConfig};
 use crate::net::protocol::{check_status, FileRequest, FileResponse};

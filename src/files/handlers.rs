@@ -5,7 +5,7 @@
 use libp2p::PeerId;
 
 use super::member::{locked, now, Files};
-use super::ops::FilesError;
+use super::error::FilesError;
 use crate::chord::Id;
 use crate::net::node_id;
 use crate::net::protocol::{

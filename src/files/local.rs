@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::member::{now, Files};
-use super::ops::FilesError;
+use super::error::FilesError;
 use super::store::{FileMeta, Hash, Role, StoreError};
 use super::transfer::{self, Progress, TransferError, TransferRequest, CHUNK};
 use crate::chord::Id;

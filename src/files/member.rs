@@ -11,15 +11,13 @@ use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use tokio::sync::Notify;
 
-use super::ops::{Access, FilesError};
 use super::store::{Store, StoreError};
-use super::transfer::TransferRequest;
 use super::FilesConfig;
 use crate::chord::Id;
 use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{PeerRef, StatusReport, WireResponse};
 use crate::node::{NodeError, NodeHandle, Service};
-use crate::records::{unix_millis, FileMeta, Role, Tombstone};
+use crate::records::{unix_millis, FileMeta, Tombstone};
 use crate::replica::{self, Said};
 
 /// A ring member's files. Cheap to clone.
@@ -98,20 +96,6 @@ impl Files {
         &self.inner.store
     }
 
-    /// How this node reaches the ring for its own puts and gets.
-    pub fn access(&self) -> Access {
-        Access {
-            node: self.inner.node.clone(),
-            control: self.inner.control.clone(),
-            via: None,
-            identity: self.inner.identity.clone(),
-            local: Some(self.clone()),
-            timeout: self.inner.config.timeout,
-            rate_limit: None,
-            direct_wait: self.inner.config.direct_wait,
-        }
-    }
-
     /// What this node holds.
     pub fn list(&self) -> Vec<FileMeta> {
         self.inner.store.list()
@@ -158,27 +142,6 @@ impl Files {
             Some(meta) => Said::Holds(meta),
             None => newest_stone(self.inner.store.tombstones(key)),
         }
-    }
-
-    /// Sends a stored file to another member.
-    pub(super) async fn push(
-        &self,
-        to: &PeerRef,
-        meta: &FileMeta,
-        role: Role,
-    ) -> Result<u32, FilesError> {
-        let header = TransferRequest::Put {
-            name: meta.name.clone(),
-            size: meta.size,
-            hash: Some(meta.hash),
-            role,
-            uploader: meta.uploader.clone(),
-            created: meta.created,
-            signature: meta.signature.clone(),
-        };
-        let path = self.inner.store.data_path(&meta.key);
-        let ((copies, _), _) = self.access().put_to(to, &path, &header, None).await?;
-        Ok(copies)
     }
 
     /// Drops the copy `seen` describes, unless it was replaced or removed meanwhile (then what

@@ -3,6 +3,8 @@
 //! do ([`ops`]: put, get, rm), and a member's service ([`Files`]): the transfer server, the
 //! request handlers, local operations, repair and the scrub.
 
+pub mod access;
+pub mod error;
 mod handlers;
 mod local;
 mod member;
@@ -17,7 +19,9 @@ pub mod transfer;
 
 use std::time::Duration;
 
-pub use ops::{Access, FilesError, GetReport, PutReport, Via};
+pub use access::{Access, Via};
+pub use error::FilesError;
+pub use ops::{GetReport, PutReport};
 pub use member::Files;
 pub use store::{FileMeta, Hash, Role};
 

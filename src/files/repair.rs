@@ -3,9 +3,10 @@
 //! replica core's decision (`crate::replica`); this module asks the peers and carries it out.
 
 use super::member::{locked, now, verify_stat, Files, View};
-use super::ops::{self, FilesError};
+use super::error::FilesError;
+use super::ops;
 use super::store::{FileMeta, Role};
-use super::transfer::TransferError;
+use super::transfer::{TransferError, TransferRequest};
 use crate::chord::Id;
 use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY};
 use crate::net::PeerRef;
@@ -70,6 +71,27 @@ impl Files {
         self.repair_corrupt().await;
         self.scrub().await;
         Ok(())
+    }
+
+    /// Sends a stored file to another member.
+    pub(super) async fn push(
+        &self,
+        to: &PeerRef,
+        meta: &FileMeta,
+        role: Role,
+    ) -> Result<u32, FilesError> {
+        let header = TransferRequest::Put {
+            name: meta.name.clone(),
+            size: meta.size,
+            hash: Some(meta.hash),
+            role,
+            uploader: meta.uploader.clone(),
+            created: meta.created,
+            signature: meta.signature.clone(),
+        };
+        let path = self.inner.store.data_path(&meta.key);
+        let ((copies, _), _) = self.access().put_to(to, &path, &header, None).await?;
+        Ok(copies)
     }
 
     /// Copies `meta` to the replica holders; returns how many now hold it.
