@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chord_p2p::chord;
 use chord_p2p::client::Client;
-use chord_p2p::files::FilesConfig;
+use chord_p2p::files::{Files, FilesConfig};
 use chord_p2p::net::parse_target;
 use chord_p2p::node::{Node, NodeConfig};
 use clap::Parser;
@@ -63,17 +63,20 @@ fn listen_addr(transport: &str) -> Result<&'static str> {
     })
 }
 
-fn node_config(transport: &str, replicas: usize) -> Result<NodeConfig> {
+fn files_config(replicas: usize) -> FilesConfig {
+    FilesConfig {
+        replicas,
+        ..FilesConfig::default()
+    }
+}
+
+fn node_config(transport: &str) -> Result<NodeConfig> {
     Ok(NodeConfig {
         listen: vec![listen_addr(transport)?.parse()?],
         chord: chord::Config {
             stabilize_interval: Duration::from_millis(200),
             ..chord::Config::default()
         },
-        files: Some(FilesConfig {
-            replicas,
-            ..FilesConfig::default()
-        }),
         ..NodeConfig::default()
     })
 }
@@ -108,10 +111,7 @@ enum Ends<'a> {
 /// `size` bytes over one fresh stream between two swarms built like the nodes'.
 async fn bare(transport: &str, size: u64, ends: Ends<'_>) -> Result<Duration> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let config = NodeConfig {
-        files: None,
-        ..node_config(transport, 1)?
-    };
+    let config = node_config(transport)?;
     let sender = Node::start(config.clone()).await?;
     let receiver = Node::start(config).await?;
     let mut incoming = receiver.control().accept(BARE)?;
@@ -183,10 +183,11 @@ async fn through_ring(transport: &str, size: u64, replicas: usize) -> Result<(Du
     let dir = tempfile::tempdir()?;
     let src = dir.path().join("payload");
     make_file(&src, size)?;
-    let config = node_config(transport, replicas)?;
-    let mut nodes = vec![Node::start(config.clone()).await?];
+    let config = node_config(transport)?;
+    let member = || Files::start_node(config.clone(), files_config(replicas));
+    let mut nodes = vec![member().await?];
     for _ in 1..replicas {
-        let node = Node::start(config.clone()).await?;
+        let node = member().await?;
         let via = parse_target(&nodes[0].listen_addrs()[0].to_string())?;
         node.handle().join(via).await?;
         nodes.push(node);

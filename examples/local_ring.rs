@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chord_p2p::chord::{self, Id};
+use chord_p2p::files::{Files, FilesConfig};
 use chord_p2p::net::parse_target;
 use chord_p2p::node::{Node, NodeConfig};
 use clap::Parser;
@@ -33,7 +34,7 @@ async fn main() -> Result<()> {
     };
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..args.nodes.max(1) {
-        let node = Node::start(config.clone()).await?;
+        let node = Files::start_node(config.clone(), FilesConfig::default()).await?;
         if let Some(first) = nodes.first() {
             let via = parse_target(&first.listen_addrs()[0].to_string())?;
             node.handle().join(via).await?;

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chord_p2p::net::{parse_target, RelayLimits, TransportKind};
-use chord_p2p::node::{Node, NodeConfig};
+use chord_p2p::node::NodeConfig;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let base = common::config(TransportKind::QuicTcp, "/ip4/127.0.0.1/udp/0/quic-v1")?;
     // The relay carries file data too (no byte limit per circuit).
-    let relay = Node::start(NodeConfig {
+    let relay = common::member(&NodeConfig {
         relay_server: Some(RelayLimits {
             max_circuit_bytes: 0,
             ..RelayLimits::default()
@@ -34,7 +34,7 @@ async fn main() -> Result<()> {
     };
     let mut nodes = vec![relay];
     for i in 1..4 {
-        let node = Node::start(hidden.clone()).await?;
+        let node = common::member(&hidden).await?;
         node.handle().join(parse_target(&relay_addr)?).await?;
         println!(
             "node {i} listens only through the relay: {}",

@@ -8,8 +8,8 @@ use libp2p::identity::Keypair;
 
 use crate::chord::{self, Id, LookupResult};
 use crate::files::ops::{self, GetReport, PutReport};
-use crate::files::{Access, FilesError};
 use crate::files::transfer::Progress;
+use crate::files::{Access, FilesError};
 use crate::files::{FileMeta, FilesConfig};
 use crate::net::protocol::{check_status, FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse};
@@ -50,7 +50,6 @@ impl Client {
         let config = NodeConfig {
             listen: Vec::new(),
             identity: Some(identity.clone()),
-            files: None,
             chord: chord::Config {
                 rpc_timeout: timeout,
                 ..chord::Config::default()

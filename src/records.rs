@@ -207,9 +207,7 @@ pub enum RecordError {
 /// A signed time must not lie more than [`MAX_SKEW_MS`] ahead of `now`.
 pub fn check_time(at: u64, now: u64) -> Result<(), RecordError> {
     if at > now.saturating_add(MAX_SKEW_MS) {
-        return Err(RecordError::Future {
-            ahead_ms: at - now,
-        });
+        return Err(RecordError::Future { ahead_ms: at - now });
     }
     Ok(())
 }
@@ -403,7 +401,10 @@ mod tests {
         // 0x58 0x20: a CBOR byte string of 32 bytes, then the hash itself.
         let mut expected = vec![0x58, 0x20];
         expected.extend_from_slice(&m.hash);
-        assert!(cbor.windows(34).any(|w| w == expected), "hash not raw bytes");
+        assert!(
+            cbor.windows(34).any(|w| w == expected),
+            "hash not raw bytes"
+        );
         let back: FileMeta = cbor4ii::serde::from_slice(&cbor).unwrap();
         assert_eq!(back, m);
         let text = serde_json::to_string(&m).unwrap();

@@ -10,11 +10,11 @@ use std::time::Duration;
 use chord_p2p::chord::Id;
 use chord_p2p::client::Client;
 use chord_p2p::files::transfer::{self, TransferRequest, TRANSFER_PROTOCOL};
-use chord_p2p::files::{FilesError, Hash, Role};
+use chord_p2p::files::{FilesError, HasFiles, Hash, Role};
 use chord_p2p::net::protocol::FileRequest;
-use chord_p2p::records::{Removal, Tombstone};
 use chord_p2p::net::{WireRequest, WireResponse};
 use chord_p2p::node::Node;
+use chord_p2p::records::{Removal, Tombstone};
 use common::files::*;
 use common::*;
 
@@ -213,7 +213,7 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
     let mut nodes = Vec::new();
     for i in 0..3 {
         let mut config = config();
-        config.data_dir = Some(root.path().join(format!("node-{i}")));
+        config.node.data_dir = Some(root.path().join(format!("node-{i}")));
         let node = start(&config).await;
         if let Some(first) = nodes.first() {
             node.handle().join(target_of(first)).await.expect("join");
@@ -330,8 +330,8 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
             None,
             Duration::from_secs(10),
         )
-            .await
-            .expect_err("a forged copy is refused");
+        .await
+        .expect_err("a forged copy is refused");
         assert!(e.to_string().contains("signature"), "{e}");
         // Nor can it make a holder drop alice's copy with a removal she did not sign.
         let alices = refs

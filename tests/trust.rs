@@ -16,7 +16,7 @@ use chord_p2p::files::transfer::{
     self, partial_path, read_frame, write_frame, GetReply, PutReply, Trailer, TransferError,
     TransferRequest, TRANSFER_PROTOCOL,
 };
-use chord_p2p::files::Role;
+use chord_p2p::files::{HasFiles, Role};
 use chord_p2p::net::protocol::{FileRequest, FileResponse, InventoryEntry};
 use chord_p2p::net::{node_id, peer_ref, PeerRef, WireRequest, WireResponse};
 use chord_p2p::node::{Node, NodeError, Service, ServiceContext};
@@ -58,7 +58,7 @@ async fn ring_in(root: &Path, n: usize) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
         let mut config = config();
-        config.data_dir = Some(root.join(format!("node-{i}")));
+        config.node.data_dir = Some(root.join(format!("node-{i}")));
         let node = start(&config).await;
         if let Some(first) = nodes.first() {
             node.handle().join(target_of(first)).await.expect("join");
@@ -170,7 +170,10 @@ async fn signed_times_a_year_ahead_are_refused() {
     let entry = alice.connect(target_of(refs[0])).await.expect("connect");
     let src = tempfile::tempdir().expect("tempdir");
     let path = write_file(src.path(), "doc", b"dated honestly");
-    alice.put(&entry, &path, "doc.txt", None).await.expect("put");
+    alice
+        .put(&entry, &path, "doc.txt", None)
+        .await
+        .expect("put");
 
     // A removal dated a year ahead would block the name for good: refused, file kept.
     let owner = alice
@@ -206,9 +209,16 @@ async fn signed_times_a_year_ahead_are_refused() {
         created: unix_millis() + YEAR_MS,
         signature: Vec::new(),
     };
-    let e = transfer::put(&mut stream, &path, header, None, None, Duration::from_secs(5))
-        .await
-        .expect_err("refused");
+    let e = transfer::put(
+        &mut stream,
+        &path,
+        header,
+        None,
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect_err("refused");
     assert!(e.to_string().contains("ahead"), "{e}");
 }
 
@@ -257,6 +267,10 @@ impl Service for Liar {
     }
 
     fn ring_changed(&self) {}
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// "This was removed by its uploader", without the uploader's signature.
@@ -319,9 +333,9 @@ async fn lie_on_streams(mut incoming: libp2p_stream::IncomingStreams) {
 
 async fn start_liar(key: Keypair) -> Node {
     let mut config = config();
-    config.identity = Some(key);
+    config.node.identity = Some(key);
     Node::start_with_service(
-        config,
+        config.node,
         Box::new(|context: ServiceContext| {
             let mut control = context.control;
             let incoming = control
@@ -418,7 +432,10 @@ async fn a_lying_member_placed_at_a_key_cannot_empty_it() {
         let kept = honest_copies(&honest, "treasure.bin", &version);
         assert!(kept >= 2, "only {kept} honest copies of the treasure left");
         let kept = honest_copies(&honest, &second, &second_version);
-        assert!(kept >= 2, "only {kept} honest copies of the second file left");
+        assert!(
+            kept >= 2,
+            "only {kept} honest copies of the second file left"
+        );
         tokio::time::sleep(REPAIR / 2).await;
     }
     // The liar, asked first as the owner, is passed over: the get returns alice's bytes.
@@ -434,10 +451,7 @@ async fn a_lying_member_placed_at_a_key_cannot_empty_it() {
 /// A raw libp2p peer that serves transfer streams with whatever `answer` says.
 async fn raw_server<F>(answer: F) -> (PeerRef, tokio::task::JoinHandle<()>)
 where
-    F: Fn(TransferRequest) -> (Option<GetReply>, Option<PutReply>, Vec<u8>)
-        + Send
-        + Sync
-        + 'static,
+    F: Fn(TransferRequest) -> (Option<GetReply>, Option<PutReply>, Vec<u8>) + Send + Sync + 'static,
 {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -575,9 +589,16 @@ async fn a_get_takes_only_the_chosen_version_and_leaves_nothing_when_a_holder_li
         created: now,
         signature: Vec::new(),
     };
-    let e = transfer::put(&mut stream, &path, header, None, None, Duration::from_secs(5))
-        .await
-        .expect_err("Done without data");
+    let e = transfer::put(
+        &mut stream,
+        &path,
+        header,
+        None,
+        None,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect_err("Done without data");
     assert!(matches!(e, TransferError::Protocol(_)), "{e}");
     task.abort();
 }
@@ -618,12 +639,18 @@ async fn of_two_puts_of_one_name_the_first_to_finish_owns_it() {
     let slow_put = alice.put(&entry_a, &slow, "contested", None);
     let quick_put = async {
         // Bob starts once alice's bytes are arriving at the owner.
-        wait_for(Duration::from_secs(20), "alice's upload under way", || async {
-            let receiving = std::fs::read_dir(&tmp)
-                .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
-                .unwrap_or(false);
-            receiving.then_some(()).ok_or_else(|| "nothing yet".to_string())
-        })
+        wait_for(
+            Duration::from_secs(20),
+            "alice's upload under way",
+            || async {
+                let receiving = std::fs::read_dir(&tmp)
+                    .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+                    .unwrap_or(false);
+                receiving
+                    .then_some(())
+                    .ok_or_else(|| "nothing yet".to_string())
+            },
+        )
         .await;
         bob.put(&entry_b, &quick, "contested", None).await
     };
@@ -658,9 +685,7 @@ async fn rm_is_final_at_once_and_for_a_holder_that_was_away() {
         .iter()
         .position(|n| {
             n.id() != report.owner.id
-                && n.files()
-                    .and_then(|f| f.store().get(&report.key))
-                    .is_some()
+                && n.files().and_then(|f| f.store().get(&report.key)).is_some()
         })
         .expect("a replica holder");
     let away_dir = root.path().join(format!("node-{away}"));
@@ -685,7 +710,7 @@ async fn rm_is_final_at_once_and_for_a_holder_that_was_away() {
     // The holder comes back with its old copy: it is dropped within a repair interval or so
     // of rejoining, and no get returns it meanwhile.
     let mut config = config();
-    config.data_dir = Some(away_dir);
+    config.node.data_dir = Some(away_dir);
     let back = start(&config).await;
     assert!(
         back.files()
@@ -736,11 +761,7 @@ async fn four_nodes_keep_exactly_three_copies_of_each_file() {
     wait_copies(&refs, &names, "exactly R copies").await;
     // A fifth node joins and leaves surplus copies behind; once it settles, still exactly R.
     let fifth = start(&config()).await;
-    fifth
-        .handle()
-        .join(target_of(refs[0]))
-        .await
-        .expect("join");
+    fifth.handle().join(target_of(refs[0])).await.expect("join");
     let mut all = refs.clone();
     all.push(&fifth);
     wait_exact(&all, 4, Duration::from_secs(30), "five").await;
@@ -781,7 +802,10 @@ async fn an_unreadable_copy_is_kept_and_a_flipped_byte_is_replaced() {
     );
     for _ in 0..10 {
         tokio::time::sleep(REPAIR).await;
-        assert!(store.get(&report.key).is_some(), "an unreadable copy was deleted");
+        assert!(
+            store.get(&report.key).is_some(),
+            "an unreadable copy was deleted"
+        );
     }
     std::fs::remove_dir(&data).expect("stand-in gone");
     std::fs::rename(&aside, &data).expect("moved back");
@@ -799,7 +823,10 @@ async fn an_unreadable_copy_is_kept_and_a_flipped_byte_is_replaced() {
         .await
         .expect("answer");
     assert!(
-        matches!(answer, WireResponse::Files(FileResponse::Checked { good: false })),
+        matches!(
+            answer,
+            WireResponse::Files(FileResponse::Checked { good: false })
+        ),
         "{answer:?}"
     );
     wait_copies(&refs, &names, "the flipped copy replaced").await;

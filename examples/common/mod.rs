@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use chord_p2p::chord::{self, Id, IdealRing};
-use chord_p2p::files::{ops, FilesConfig, Via};
+use chord_p2p::files::{ops, Files, FilesConfig, HasFiles, Via};
 use chord_p2p::net::{parse_target, TransportKind};
 use chord_p2p::node::{Node, NodeConfig};
 
@@ -21,20 +21,29 @@ pub fn config(transport: TransportKind, listen: &str) -> Result<NodeConfig> {
             stabilize_interval: Duration::from_millis(100),
             ..chord::Config::default()
         },
-        files: Some(FilesConfig {
-            repair_interval: Duration::from_millis(500),
-            direct_wait: Duration::from_secs(3),
-            ..FilesConfig::default()
-        }),
         ..NodeConfig::default()
     })
+}
+
+/// Fast repair, and a short wait for hole punching.
+pub fn files_config() -> FilesConfig {
+    FilesConfig {
+        repair_interval: Duration::from_millis(500),
+        direct_wait: Duration::from_secs(3),
+        ..FilesConfig::default()
+    }
+}
+
+/// A ring member: a node with its file service.
+pub async fn member(config: &NodeConfig) -> Result<Node> {
+    Ok(Files::start_node(config.clone(), files_config()).await?)
 }
 
 /// Starts `n` nodes, each joining through the first.
 pub async fn ring(n: usize, config: &NodeConfig) -> Result<Vec<Node>> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
-        let node = Node::start(config.clone()).await?;
+        let node = member(config).await?;
         if let Some(first) = nodes.first() {
             let via = parse_target(&first.listen_addrs()[0].to_string())?;
             node.handle().join(via).await?;

@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use chord_p2p::chord::{self, Id};
 use chord_p2p::client::Client;
 use chord_p2p::files::names::local_path;
-use chord_p2p::files::FilesConfig;
+use chord_p2p::files::{Files, FilesConfig};
 use chord_p2p::net::{self, parse_target};
-use chord_p2p::node::{Node, NodeConfig};
+use chord_p2p::node::NodeConfig;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use serde_json::json;
@@ -267,12 +267,6 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
             rpc_timeout: args.rpc_timeout,
             ..chord::Config::default()
         },
-        files: Some(FilesConfig {
-            replicas: args.replicas.into(),
-            repair_interval: args.repair_interval,
-            direct_wait: args.direct_wait,
-            ..FilesConfig::default()
-        }),
         relay_server: args.relay_limits(),
         relays: args
             .relay
@@ -283,7 +277,13 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         ..NodeConfig::default()
     };
     let target = args.join.as_deref().map(parse_target).transpose()?;
-    let node = Node::start(config).await?;
+    let files = FilesConfig {
+        replicas: args.replicas.into(),
+        repair_interval: args.repair_interval,
+        direct_wait: args.direct_wait,
+        ..FilesConfig::default()
+    };
+    let node = Files::start_node(config, files).await?;
     for addr in node.listen_addrs() {
         if json {
             emit(json!({"event": "listening", "addr": addr.to_string()}));
@@ -308,7 +308,7 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         let runtime = tokio::runtime::Handle::current();
         let shell_handle = shell::ShellNode {
             handle: handle.clone(),
-            files: node.files().cloned(),
+            files: Files::of(&node).cloned(),
         };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {

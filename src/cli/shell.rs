@@ -74,7 +74,9 @@ pub fn run(shell: ShellNode, runtime: tokio::runtime::Handle, json: bool) -> Exi
         match (command, rest.as_slice()) {
             ("quit" | "exit", []) => return Exit::Quit,
             ("help", _) => println!("{HELP}"),
-            ("leave", []) => match runtime.block_on(leave_informed(&node, shell.files.as_ref())) {
+            ("leave", []) => match runtime
+                .block_on(leave_informed(&node, shell.files.as_ref().map(|f| f as _)))
+            {
                 Ok(()) => {
                     println!("left the ring");
                     return Exit::Left;

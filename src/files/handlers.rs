@@ -4,8 +4,8 @@
 
 use libp2p::PeerId;
 
-use super::member::{locked, now, Files};
 use super::error::FilesError;
+use super::member::{locked, now, Files};
 use crate::chord::Id;
 use crate::net::node_id;
 use crate::net::protocol::{

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::member::{now, Files};
 use super::error::FilesError;
+use super::member::{now, Files};
 use super::store::{FileMeta, Hash, Role, StoreError};
 use super::transfer::{self, Progress, TransferError, TransferRequest, CHUNK};
 use crate::chord::Id;

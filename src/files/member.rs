@@ -12,11 +12,12 @@ use libp2p::PeerId;
 use tokio::sync::Notify;
 
 use super::store::{Store, StoreError};
+use super::transfer::TRANSFER_PROTOCOL;
 use super::FilesConfig;
 use crate::chord::Id;
 use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{PeerRef, StatusReport, WireResponse};
-use crate::node::{NodeError, NodeHandle, Service};
+use crate::node::{Node, NodeConfig, NodeError, NodeHandle, Service, ServiceContext};
 use crate::records::{unix_millis, FileMeta, Tombstone};
 use crate::replica::{self, Said};
 
@@ -44,6 +45,8 @@ pub(super) struct Inner {
     pub(super) corrupt: Mutex<BTreeSet<Id>>,
     /// Tombstones already handed to their key's owner since this node started.
     pub(super) stones_handed: Mutex<BTreeSet<Id>>,
+    /// The store's directory when the node has no data dir: removed when the service goes.
+    pub(super) _scratch: Option<tempfile::TempDir>,
 }
 
 /// A poisoned lock still holds consistent data here (single inserts and removes).
@@ -69,8 +72,20 @@ impl View {
 }
 
 impl Files {
+    /// The file service of a node whose store lives in `dir`.
     pub fn open(
         dir: &Path,
+        node: NodeHandle,
+        control: libp2p_stream::Control,
+        identity: Keypair,
+        config: FilesConfig,
+    ) -> Result<Files, StoreError> {
+        Files::open_inner(dir, None, node, control, identity, config)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        scratch: Option<tempfile::TempDir>,
         node: NodeHandle,
         control: libp2p_stream::Control,
         identity: Keypair,
@@ -88,8 +103,55 @@ impl Files {
                 checked: Mutex::new(HashMap::new()),
                 corrupt: Mutex::new(BTreeSet::new()),
                 stones_handed: Mutex::new(BTreeSet::new()),
+                _scratch: scratch,
             }),
         })
+    }
+
+    /// Starts a ring member: a node whose file service is this one, keeping its store under
+    /// the node's data dir (`files/`), or in a temporary directory removed when it stops.
+    pub async fn start_node(config: NodeConfig, files: FilesConfig) -> Result<Node, NodeError> {
+        Node::start_with_service(
+            config,
+            Box::new(move |context: ServiceContext| {
+                let place_error = |path: &Path, reason: String| NodeError::DataDir {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let (dir, scratch) = match &context.data_dir {
+                    Some(dir) => (dir.join("files"), None),
+                    None => {
+                        let tmp = tempfile::tempdir()
+                            .map_err(|e| place_error(&std::env::temp_dir(), e.to_string()))?;
+                        (tmp.path().to_path_buf(), Some(tmp))
+                    }
+                };
+                let mut control = context.control;
+                let service = Files::open_inner(
+                    &dir,
+                    scratch,
+                    context.handle,
+                    control.clone(),
+                    context.identity,
+                    files,
+                )
+                .map_err(|e| place_error(&dir, e.to_string()))?;
+                let incoming = control
+                    .accept(TRANSFER_PROTOCOL)
+                    .map_err(|e| place_error(&dir, e.to_string()))?;
+                let tasks = vec![
+                    tokio::spawn(service.clone().serve(incoming)),
+                    tokio::spawn(service.clone().repair_loop()),
+                ];
+                Ok((Arc::new(service) as Arc<dyn Service>, tasks))
+            }),
+        )
+        .await
+    }
+
+    /// The file service of `node`, if it was started by [`Files::start_node`].
+    pub fn of(node: &Node) -> Option<&Files> {
+        node.service()?.as_any().downcast_ref::<Files>()
     }
 
     pub fn store(&self) -> &Store {
@@ -133,11 +195,7 @@ impl Files {
 
     /// What this node itself would answer a `Stat` with.
     pub(super) fn said_here(&self, key: &Id) -> Said {
-        let held = self
-            .inner
-            .store
-            .get(key)
-            .filter(|_| !self.is_corrupt(key));
+        let held = self.inner.store.get(key).filter(|_| !self.is_corrupt(key));
         match held {
             Some(meta) => Said::Holds(meta),
             None => newest_stone(self.inner.store.tombstones(key)),
@@ -173,9 +231,23 @@ impl Files {
         store.add_tombstone(stone)?;
         let dropped = self.drop_if_unchanged(&held);
         if dropped {
-            tracing::info!(name = held.name, "removed by its uploader; dropped this copy");
+            tracing::info!(
+                name = held.name,
+                "removed by its uploader; dropped this copy"
+            );
         }
         Ok(dropped)
+    }
+}
+
+/// A node's file service, for nodes started by [`Files::start_node`].
+pub trait HasFiles {
+    fn files(&self) -> Option<&Files>;
+}
+
+impl HasFiles for Node {
+    fn files(&self) -> Option<&Files> {
+        Files::of(self)
     }
 }
 
@@ -231,6 +303,15 @@ impl Service for Files {
 
     fn ring_changed(&self) {
         self.inner.wake.notify_one();
+    }
+
+    fn before_leave(&self) -> BoxFuture<'static, ()> {
+        let files = self.clone();
+        Box::pin(async move { files.hand_off_all().await })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

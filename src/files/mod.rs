@@ -21,8 +21,8 @@ use std::time::Duration;
 
 pub use access::{Access, Via};
 pub use error::FilesError;
+pub use member::{Files, HasFiles};
 pub use ops::{GetReport, PutReport};
-pub use member::Files;
 pub use store::{FileMeta, Hash, Role};
 
 /// How a node keeps its files.

@@ -117,7 +117,8 @@ pub async fn download(
         Choice::NotFound => return Err(FilesError::NotFound(name.into())),
     };
     let sources: Vec<PeerRef> = sources.into_iter().map(|i| holders[i].clone()).collect();
-    let (from, resumed_from, via) = fetch_version(access, &version, &sources, out, progress).await?;
+    let (from, resumed_from, via) =
+        fetch_version(access, &version, &sources, out, progress).await?;
     Ok(GetReport {
         name: name.into(),
         size: version.size,
@@ -179,7 +180,9 @@ pub(crate) async fn fetch_version(
         let _ = std::fs::remove_file(&partial);
     }
     Err(match last {
-        FilesError::Transfer(TransferError::NotFound(_)) => FilesError::NotFound(version.name.clone()),
+        FilesError::Transfer(TransferError::NotFound(_)) => {
+            FilesError::NotFound(version.name.clone())
+        }
         other => other,
     })
 }

@@ -2,8 +2,8 @@
 //! the periodic repair round, hand-offs, and the informed leave. What to keep or drop is the
 //! replica core's decision (`crate::replica`); this module asks the peers and carries it out.
 
-use super::member::{locked, now, verify_stat, Files, View};
 use super::error::FilesError;
+use super::member::{locked, now, verify_stat, Files, View};
 use super::ops;
 use super::store::{FileMeta, Role};
 use super::transfer::{TransferError, TransferRequest};
@@ -305,11 +305,18 @@ impl Files {
         let shown = futures::future::join_all(asks).await;
         if replica::may_drop_surplus(&shown, self.replicas()) {
             if self.drop_if_unchanged(meta) {
-                tracing::info!(name = meta.name, "surplus copy dropped: every holder proved it");
+                tracing::info!(
+                    name = meta.name,
+                    "surplus copy dropped: every holder proved it"
+                );
             }
             return;
         }
-        for (node, _) in responsible.iter().zip(&shown).filter(|(_, s)| **s == Shown::Not) {
+        for (node, _) in responsible
+            .iter()
+            .zip(&shown)
+            .filter(|(_, s)| **s == Shown::Not)
+        {
             let role = if node.id == owner.id {
                 Role::Owner
             } else {
@@ -363,7 +370,10 @@ impl Files {
     /// it at the next repair round.
     pub(super) fn found_corrupt(&self, meta: &FileMeta) {
         if locked(&self.inner.corrupt).insert(meta.key) {
-            tracing::warn!(name = meta.name, "stored copy is corrupt; fetching a good one");
+            tracing::warn!(
+                name = meta.name,
+                "stored copy is corrupt; fetching a good one"
+            );
             self.inner.wake.notify_one();
         }
     }

@@ -68,7 +68,12 @@ impl Files {
         offset: u64,
     ) -> Result<(), TransferError> {
         let key = Id::hash(name.as_bytes());
-        let Some(meta) = self.inner.store.get(&key).filter(|_| !self.is_corrupt(&key)) else {
+        let Some(meta) = self
+            .inner
+            .store
+            .get(&key)
+            .filter(|_| !self.is_corrupt(&key))
+        else {
             return write_frame(stream, &GetReply::NotFound).await;
         };
         if offset > meta.size {

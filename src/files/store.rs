@@ -84,7 +84,10 @@ impl Store {
             let path = entry.path();
             let ext = path.extension().and_then(|e| e.to_str());
             if ext == Some("removed") {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
                 if let Some(key) = Id::from_hex(stem) {
                     removed.insert(key);
                 }
@@ -152,7 +155,11 @@ impl Store {
         let index = self.lock();
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut range = index.range((from, Bound::Unbounded));
-        let page: Vec<FileMeta> = range.by_ref().take(max).map(|(_, e)| e.meta.clone()).collect();
+        let page: Vec<FileMeta> = range
+            .by_ref()
+            .take(max)
+            .map(|(_, e)| e.meta.clone())
+            .collect();
         (page, range.next().is_some())
     }
 
@@ -206,7 +213,9 @@ impl Store {
 
     /// Where a good copy of `key` is fetched to before it replaces a corrupt one.
     pub fn repair_path(&self, key: &Id) -> PathBuf {
-        self.dir.join("tmp").join(format!("{}.repair", key.to_hex()))
+        self.dir
+            .join("tmp")
+            .join(format!("{}.repair", key.to_hex()))
     }
 
     /// Replaces the bytes of a held copy with `fetched`, a verified, synced good copy of the

@@ -150,7 +150,11 @@ pub enum TransferError {
     #[error("the holder offered another version than the one chosen: {0}")]
     WrongVersion(String),
     #[error("{needed} bytes do not fit in the {free} bytes free at {path}")]
-    NoSpace { path: String, needed: u64, free: u64 },
+    NoSpace {
+        path: String,
+        needed: u64,
+        free: u64,
+    },
 }
 
 /// An I/O failure before the peer's first answer means the peer never saw the request.
@@ -618,6 +622,8 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so it filled the struct.
         let stat = unsafe { stat.assume_init() };
+        // The field types differ between platforms (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
         Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
     }
     #[cfg(not(unix))]

@@ -1,5 +1,7 @@
 //! The running node: one event loop owns the swarm, the Chord core and the timers; a cloneable
-//! [`NodeHandle`] talks to it over a channel. The file service sits beside it and uses the handle.
+//! [`NodeHandle`] talks to it over a channel. A file service (any [`Service`]; the files layer
+//! above provides one) sits beside it and uses the handle: this layer knows the interface, not
+//! the service.
 
 mod data_dir;
 mod event_loop;
@@ -22,7 +24,6 @@ pub use data_dir::DataDir;
 pub use links::Route;
 
 use crate::chord::{self, ChordNode, Id, JoinError, LookupError, LookupResult};
-use crate::files::{Files, FilesConfig};
 use crate::net::protocol::FileRequest;
 use crate::net::{
     build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, RelayLimits,
@@ -35,14 +36,12 @@ use event_loop::{Command, EventLoop};
 pub struct NodeConfig {
     /// Addresses to listen on (port 0 picks a free port). None: a client that only dials out.
     pub listen: Vec<Multiaddr>,
-    /// Where the identity and the files live. `None`: a fresh identity in memory and files in
-    /// a temporary directory removed when the node stops.
+    /// Where the identity (and a file service's data) live. `None`: a fresh identity in
+    /// memory.
     pub data_dir: Option<PathBuf>,
     /// Use this identity instead of the data dir's (one-shot clients keep theirs elsewhere).
     pub identity: Option<Keypair>,
     pub chord: chord::Config,
-    /// Whether this node stores files (ring members do; one-shot clients do not).
-    pub files: Option<FilesConfig>,
     /// How long an unused connection stays open.
     pub idle_timeout: Duration,
     /// QUIC + TCP, TCP only, or in-memory.
@@ -65,7 +64,6 @@ impl Default for NodeConfig {
             data_dir: None,
             identity: None,
             chord: chord::Config::default(),
-            files: Some(FilesConfig::default()),
             idle_timeout: Duration::from_secs(60),
             transport: TransportKind::default(),
             relay_server: None,
@@ -105,11 +103,17 @@ pub enum NodeError {
     Stopped,
 }
 
-/// What the event loop needs from the file service: answers to file requests, and a nudge
-/// whenever the node's neighbours change (keys may have to move).
+/// What the node needs from a file service: answers to file requests, a nudge whenever the
+/// node's neighbours change (keys may have to move), and its part of an informed leave.
 pub trait Service: Send + Sync + 'static {
     fn handle(&self, from: PeerId, request: FileRequest) -> BoxFuture<'static, WireResponse>;
     fn ring_changed(&self);
+    /// Before an informed leave: hand what this node holds to its successor.
+    fn before_leave(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+    /// The service itself, so the layer that made it can find it again on a [`Node`].
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A started node. Dropping it stops everything at once, without an informed leave.
@@ -120,8 +124,7 @@ pub struct Node {
     helpers: Vec<JoinHandle<()>>,
     me: PeerRef,
     control: libp2p_stream::Control,
-    files: Option<Files>,
-    _scratch: Option<tempfile::TempDir>,
+    service: Option<Arc<dyn Service>>,
 }
 
 impl Drop for Node {
@@ -138,23 +141,26 @@ pub struct ServiceContext {
     pub handle: NodeHandle,
     pub control: libp2p_stream::Control,
     pub identity: Keypair,
+    /// The node's data dir, where a service keeps its own data (`None`: in memory or a
+    /// temporary place of its own).
+    pub data_dir: Option<PathBuf>,
 }
 
-/// Builds a node's own file service (one other than [`Files`]: a test's hostile member, a
-/// service of another kind): the service answering `Files` requests, and the tasks to run
+/// Builds a node's file service: the service answering `Files` requests, and the tasks to run
 /// beside the event loop (stopped with the node).
-pub type ServiceFactory =
-    Box<dyn FnOnce(ServiceContext) -> Result<(Arc<dyn Service>, Vec<JoinHandle<()>>), NodeError> + Send>;
+pub type ServiceFactory = Box<
+    dyn FnOnce(ServiceContext) -> Result<(Arc<dyn Service>, Vec<JoinHandle<()>>), NodeError> + Send,
+>;
 
 impl Node {
-    /// Opens the data dir, listens, and spawns the event loop and the file service. Returns
-    /// once every listen address is bound, so the caller can print them.
+    /// Opens the data dir, listens, and spawns the event loop: a node without a file service
+    /// (it answers `Files` requests with an error). Returns once every listen address is bound,
+    /// so the caller can print them.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         Node::start_inner(config, None).await
     }
 
-    /// Starts a node whose file requests and streams are served by what `factory` builds
-    /// instead of [`Files`] (`config.files` is ignored).
+    /// Starts a node whose file requests and streams are served by what `factory` builds.
     pub async fn start_with_service(
         config: NodeConfig,
         factory: ServiceFactory,
@@ -204,9 +210,8 @@ impl Node {
         let core = ChordNode::new(me.clone(), config.chord.clone(), std::time::Instant::now());
         let (tx, rx) = mpsc::channel(256);
         let handle = NodeHandle { tx };
-        let mut control = swarm.behaviour().stream.new_control();
+        let control = swarm.behaviour().stream.new_control();
 
-        let mut scratch = None;
         let mut helpers = Vec::new();
         let mut service = None;
         if let Some(factory) = factory {
@@ -214,50 +219,13 @@ impl Node {
                 handle: handle.clone(),
                 control: control.clone(),
                 identity: key.clone(),
+                data_dir: data_dir.as_ref().map(|d| d.path().to_path_buf()),
             };
-            let (custom, tasks) = factory(context)?;
-            service = Some(custom);
+            let (made, tasks) = factory(context)?;
+            service = Some(made);
             helpers.extend(tasks);
         }
-        let files = match (&config.files, &service) {
-            (None, _) | (_, Some(_)) => None,
-            (Some(files_config), None) => {
-                let dir = match &data_dir {
-                    Some(dir) => dir.path().join("files"),
-                    None => {
-                        let tmp = tempfile::tempdir().map_err(|e| NodeError::DataDir {
-                            path: std::env::temp_dir().display().to_string(),
-                            reason: e.to_string(),
-                        })?;
-                        let path = tmp.path().to_path_buf();
-                        scratch = Some(tmp);
-                        path
-                    }
-                };
-                let files = Files::open(
-                    &dir,
-                    handle.clone(),
-                    control.clone(),
-                    key.clone(),
-                    files_config.clone(),
-                )
-                .map_err(|e| NodeError::DataDir {
-                    path: dir.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                let incoming = control
-                    .accept(crate::files::transfer::TRANSFER_PROTOCOL)
-                    .map_err(|e| NodeError::DataDir {
-                        path: dir.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
-                helpers.push(tokio::spawn(files.clone().serve(incoming)));
-                helpers.push(tokio::spawn(files.clone().repair_loop()));
-                Some(files)
-            }
-        };
-        let service = service.or_else(|| files.clone().map(|f| Arc::new(f) as Arc<dyn Service>));
-        let event_loop = EventLoop::new(swarm, core, rx, service, data_dir, relaying);
+        let event_loop = EventLoop::new(swarm, core, rx, service.clone(), data_dir, relaying);
         let task = tokio::spawn(event_loop.run());
         let mut node = Node {
             handle,
@@ -265,8 +233,7 @@ impl Node {
             helpers,
             me,
             control,
-            files,
-            _scratch: scratch,
+            service,
         };
         for target in &config.relays {
             let relay = node.handle.resolve(target.clone()).await?;
@@ -288,9 +255,9 @@ impl Node {
         self.control.clone()
     }
 
-    /// The file service (absent for one-shot clients).
-    pub fn files(&self) -> Option<&Files> {
-        self.files.as_ref()
+    /// The file service, if the node has one (one-shot clients do not).
+    pub fn service(&self) -> Option<&Arc<dyn Service>> {
+        self.service.as_ref()
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -319,7 +286,7 @@ impl Node {
     /// Informed leave: files go to the successor first, then the neighbours are told, then
     /// the node stops.
     pub async fn leave(mut self) -> Result<(), NodeError> {
-        let result = leave_informed(&self.handle, self.files.as_ref()).await;
+        let result = leave_informed(&self.handle, self.service.as_deref()).await;
         let _ = (&mut self.task).await;
         result
     }
@@ -338,11 +305,14 @@ impl Node {
 /// neighbours anyway: the successors already hold replicas, and repair restores the rest.
 pub const HAND_OFF_BUDGET: Duration = Duration::from_secs(3);
 
-/// Informed leave of a running node: hand files to the successor (for at most
-/// [`HAND_OFF_BUDGET`]), then tell the neighbours so they relink at once.
-pub async fn leave_informed(handle: &NodeHandle, files: Option<&Files>) -> Result<(), NodeError> {
-    if let Some(files) = files {
-        if tokio::time::timeout(HAND_OFF_BUDGET, files.hand_off_all())
+/// Informed leave of a running node: the service hands its files to the successor (for at
+/// most [`HAND_OFF_BUDGET`]), then the neighbours are told so they relink at once.
+pub async fn leave_informed(
+    handle: &NodeHandle,
+    service: Option<&dyn Service>,
+) -> Result<(), NodeError> {
+    if let Some(service) = service {
+        if tokio::time::timeout(HAND_OFF_BUDGET, service.before_leave())
             .await
             .is_err()
         {

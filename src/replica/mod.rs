@@ -53,7 +53,10 @@ pub fn admit(
     }
     if let Some(held) = held {
         if held.uploader != offer.uploader {
-            return Admit::Refuse(format!("the name belongs to another peer ({})", held.uploader));
+            return Admit::Refuse(format!(
+                "the name belongs to another peer ({})",
+                held.uploader
+            ));
         }
         if offer.hash == Some(&held.hash) && offer.created == held.created {
             return Admit::Identical;
@@ -222,7 +225,12 @@ pub fn owns(key: &Id, me: &Id, predecessor: Option<&Id>, alone: bool) -> bool {
 
 /// The nodes that should hold a key: its owner and the owner's next `replicas - 1` successors
 /// (as a lookup names them), without repeats.
-pub fn responsible<T: Clone>(owner: T, backups: &[T], replicas: usize, id: impl Fn(&T) -> Id) -> Vec<T> {
+pub fn responsible<T: Clone>(
+    owner: T,
+    backups: &[T],
+    replicas: usize,
+    id: impl Fn(&T) -> Id,
+) -> Vec<T> {
     let mut out = vec![owner];
     for b in backups {
         if out.len() >= replicas {

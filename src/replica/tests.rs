@@ -50,16 +50,31 @@ fn a_copy_is_taken_only_from_its_own_uploader_and_never_backwards() {
     ));
     // The same version: nothing to move.
     assert_eq!(
-        admit(offer("alice", 500, Some(&[1; 32]), false), Some(&held), None, NOW),
+        admit(
+            offer("alice", 500, Some(&[1; 32]), false),
+            Some(&held),
+            None,
+            NOW
+        ),
         Admit::Identical
     );
     // An older copy passed on by a member: refused (no rollback); a newer one taken.
     assert!(matches!(
-        admit(offer("alice", 400, Some(&[2; 32]), false), Some(&held), None, NOW),
+        admit(
+            offer("alice", 400, Some(&[2; 32]), false),
+            Some(&held),
+            None,
+            NOW
+        ),
         Admit::Refuse(_)
     ));
     assert_eq!(
-        admit(offer("alice", 600, Some(&[2; 32]), false), Some(&held), None, NOW),
+        admit(
+            offer("alice", 600, Some(&[2; 32]), false),
+            Some(&held),
+            None,
+            NOW
+        ),
         Admit::Accept
     );
     // A version dated a year ahead: refused, so it cannot pin the name.
@@ -74,13 +89,23 @@ fn a_removal_blocks_only_its_own_uploaders_older_copies() {
     let removed = stone("alice", 700, version("alice", 500, 1));
     // A member passing on the removed version (or older) is told it was removed.
     assert!(matches!(
-        admit(offer("alice", 500, Some(&[1; 32]), false), None, Some(&removed), NOW),
+        admit(
+            offer("alice", 500, Some(&[1; 32]), false),
+            None,
+            Some(&removed),
+            NOW
+        ),
         Admit::Removed(_)
     ));
     // A version made after the removal lives; so does another uploader's, and the uploader's
     // own direct put whatever its clock says.
     assert_eq!(
-        admit(offer("alice", 800, Some(&[3; 32]), false), None, Some(&removed), NOW),
+        admit(
+            offer("alice", 800, Some(&[3; 32]), false),
+            None,
+            Some(&removed),
+            NOW
+        ),
         Admit::Accept
     );
     assert_eq!(
@@ -112,7 +137,11 @@ fn a_get_follows_the_majority_uploader_and_its_newest_version() {
         }
     );
     // A holder serving an older version is never a source once a newer one is known.
-    let answers = [Said::Holds(v1.clone()), Said::Holds(v2.clone()), Said::Nothing];
+    let answers = [
+        Said::Holds(v1.clone()),
+        Said::Holds(v2.clone()),
+        Said::Nothing,
+    ];
     assert_eq!(
         choose(&answers),
         Choice::Fetch {
@@ -158,9 +187,15 @@ fn a_surplus_copy_goes_only_when_every_holder_proved_it_holds_the_file() {
     assert_eq!(shown(&mine, Some(&theirs), true), Shown::Not);
     assert_eq!(shown(&mine, None, true), Shown::Not);
     let r = 3;
-    assert!(may_drop_surplus(&[Shown::Proved, Shown::Newer, Shown::Proved], r));
+    assert!(may_drop_surplus(
+        &[Shown::Proved, Shown::Newer, Shown::Proved],
+        r
+    ));
     // One liar (or one dead node) among the holders keeps the copy.
-    assert!(!may_drop_surplus(&[Shown::Proved, Shown::Not, Shown::Proved], r));
+    assert!(!may_drop_surplus(
+        &[Shown::Proved, Shown::Not, Shown::Proved],
+        r
+    ));
     // Fewer holders than R known: keep.
     assert!(!may_drop_surplus(&[Shown::Proved, Shown::Proved], r));
     assert!(!may_drop_surplus(&[], 0));
@@ -180,8 +215,14 @@ fn challenges_cover_the_file_and_bind_the_version() {
     let a = proof_range(&[1; 32], &key, 1 << 30).0;
     let b = proof_range(&[2; 32], &key, 1 << 30).0;
     assert_ne!(a, b);
-    assert_ne!(proof(&[1; 32], &[0; 32], b"x"), proof(&[1; 32], &[1; 32], b"x"));
-    assert_ne!(proof(&[1; 32], &[0; 32], b"x"), proof(&[2; 32], &[0; 32], b"x"));
+    assert_ne!(
+        proof(&[1; 32], &[0; 32], b"x"),
+        proof(&[1; 32], &[1; 32], b"x")
+    );
+    assert_ne!(
+        proof(&[1; 32], &[0; 32], b"x"),
+        proof(&[2; 32], &[0; 32], b"x")
+    );
 }
 
 #[test]

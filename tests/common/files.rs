@@ -6,24 +6,41 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chord_p2p::chord::{Id, IdealRing};
-use chord_p2p::files::{ops, FilesConfig, FilesError, Hash, Role};
+use chord_p2p::files::{ops, Files, FilesConfig, FilesError, HasFiles, Hash, Role};
 use chord_p2p::node::{Node, NodeConfig};
 
-use super::{test_config, wait_for, Rng, QUIC};
+use super::{test_config, wait_for, Rng, Starts, QUIC};
 
 pub const R_FILES: usize = 3;
 pub const SETTLE: Duration = Duration::from_secs(40);
 
-pub fn config() -> NodeConfig {
-    let mut config = test_config(QUIC);
-    config.files = Some(FilesConfig {
-        replicas: R_FILES,
-        repair_interval: Duration::from_millis(200),
-        stale_rounds: 5,
-        timeout: Duration::from_secs(5),
-        ..FilesConfig::default()
-    });
-    config
+/// A ring member: a node and its file service.
+#[derive(Clone)]
+pub struct Member {
+    pub node: NodeConfig,
+    pub files: FilesConfig,
+}
+
+impl Starts for Member {
+    async fn start_node(&self) -> Node {
+        Files::start_node(self.node.clone(), self.files.clone())
+            .await
+            .expect("member starts")
+    }
+}
+
+/// Test timing: fast stabilization, repair every 200 ms.
+pub fn config() -> Member {
+    Member {
+        node: test_config(QUIC),
+        files: FilesConfig {
+            replicas: R_FILES,
+            repair_interval: Duration::from_millis(200),
+            stale_rounds: 5,
+            timeout: Duration::from_secs(5),
+            ..FilesConfig::default()
+        },
+    }
 }
 
 /// Deterministic bytes: a file's content is a function of its seed.
@@ -120,4 +137,3 @@ pub fn copies_in_place(nodes: &[&Node], names: &[(String, Hash)]) -> Result<(), 
 pub async fn wait_copies(nodes: &[&Node], names: &[(String, Hash)], what: &str) {
     wait_for(SETTLE, what, || async { copies_in_place(nodes, names) }).await;
 }
-

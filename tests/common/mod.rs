@@ -37,12 +37,23 @@ pub fn target_of(node: &Node) -> Target {
     parse_target(&node.listen_addrs()[0].to_string()).expect("own address parses")
 }
 
-pub async fn start(config: &NodeConfig) -> Node {
+/// What a test starts a node from: a bare ring node's config, or a member's (with files).
+pub trait Starts {
+    fn start_node(&self) -> impl Future<Output = Node>;
+}
+
+impl Starts for NodeConfig {
+    async fn start_node(&self) -> Node {
+        Node::start(self.clone()).await.expect("node starts")
+    }
+}
+
+pub async fn start(config: &impl Starts) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    Node::start(config.clone()).await.expect("node starts")
+    config.start_node().await
 }
 
 /// Polls `check` every 50 ms until it returns Ok, or fails the test with its last error when
@@ -147,7 +158,7 @@ impl Rng {
 }
 
 /// Starts `n` nodes; each joins through a random earlier member, one after another.
-pub async fn ring_one_by_one(n: usize, config: &NodeConfig, seed: u64) -> Vec<Node> {
+pub async fn ring_one_by_one(n: usize, config: &impl Starts, seed: u64) -> Vec<Node> {
     let mut rng = Rng::new(seed);
     let mut nodes: Vec<Node> = vec![start(config).await];
     for _ in 1..n {
