@@ -15,7 +15,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::links::{Links, Route};
-use super::relaying::Relaying;
+use super::relay_state::Relaying;
 use super::{DataDir, NodeError, Service};
 use crate::chord::{ChordNode, Event, Id, LookupId, LookupResult, Phase, RequestId};
 use crate::net::dial::{dial_error_text, strip_peer, Dialing};

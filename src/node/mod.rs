@@ -6,6 +6,7 @@
 mod data_dir;
 mod event_loop;
 mod links;
+mod relay_state;
 mod relaying;
 
 use std::path::PathBuf;
@@ -190,7 +191,7 @@ impl Node {
         };
         let mut swarm = build_swarm(key.clone(), &net)?;
         let mut addrs = listen(&mut swarm, &config.listen).await?;
-        let relaying = relaying::Relaying::new(
+        let relaying = relay_state::Relaying::new(
             config.relay_server.is_some(),
             !config.external_addrs.is_empty(),
             config.chord.rpc_timeout * 2,

@@ -1,90 +1,17 @@
 //! The event loop's part in crossing NATs: listening through relays (and listening again when
 //! a reservation is lost), offering a relay, and what hole punching and AutoNAT report.
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::Swarm;
-use libp2p::{autonat, dcutr, identify, relay, Multiaddr, PeerId};
+use libp2p::{autonat, dcutr, identify, relay, Multiaddr};
 
 use super::event_loop::EventLoop;
+use super::relay_state::{circuit_through, RelayListen, Reply, IDENTIFY_WAIT, RELISTEN_AFTER};
 use super::NodeError;
 use crate::net::protocol::{PeerRef, Reachability};
-use crate::net::{Behaviour, BehaviourEvent};
-
-type Reply<T> = tokio::sync::oneshot::Sender<Result<T, NodeError>>;
-
-/// How long to wait for identify with a relay before reserving anyway.
-const IDENTIFY_WAIT: Duration = Duration::from_secs(3);
-/// Pause before listening again through a relay whose reservation was lost.
-const RELISTEN_AFTER: Duration = Duration::from_secs(5);
-
-/// One relay this node listens through.
-struct RelayListen {
-    relay: PeerId,
-    /// `<relay address>/p2p/<relay>/p2p-circuit`.
-    circuit: Multiaddr,
-    listener: Option<ListenerId>,
-    /// Not listening yet: start at this time even if identify has not answered.
-    start_by: Option<Instant>,
-    /// The caller of the first reservation, until it is accepted or refused.
-    reply: Option<(Instant, Reply<Multiaddr>)>,
-}
-
-pub(super) struct Relaying {
-    /// This node serves relay v2 and confirms its own listen addresses as external.
-    serve: bool,
-    /// The operator named the external addresses; do not guess them.
-    external_given: bool,
-    listens: Vec<RelayListen>,
-    /// Connected peers whose identify arrived: our address as they see it is known.
-    identified: HashSet<PeerId>,
-    reserve_timeout: Duration,
-}
-
-impl Relaying {
-    pub fn new(serve: bool, external_given: bool, reserve_timeout: Duration) -> Self {
-        Relaying {
-            serve,
-            external_given,
-            listens: Vec::new(),
-            identified: HashSet::new(),
-            reserve_timeout,
-        }
-    }
-
-    /// No connection to `peer` is left: its identify no longer says anything about us.
-    pub fn disconnected(&mut self, peer: &PeerId) {
-        self.identified.remove(peer);
-    }
-
-    pub fn next_wake(&self) -> Option<Instant> {
-        self.listens
-            .iter()
-            .flat_map(|l| [l.start_by, l.reply.as_ref().map(|(at, _)| *at)])
-            .flatten()
-            .min()
-    }
-
-    /// A relay is reachable where it listens: confirm those addresses (unless the operator
-    /// named them), which also switches the relay service on.
-    pub fn on_new_listen_addr(&self, swarm: &mut Swarm<Behaviour>, address: &Multiaddr) {
-        let circuit = address.iter().any(|p| p == Protocol::P2pCircuit);
-        if self.serve && !self.external_given && !circuit {
-            swarm.add_external_address(address.clone());
-        }
-    }
-}
-
-fn circuit_through(relay: &PeerRef) -> Option<Multiaddr> {
-    let addr = relay.addr.addrs.first()?.clone();
-    Some(
-        addr.with(Protocol::P2p(relay.addr.peer_id))
-            .with(Protocol::P2pCircuit),
-    )
-}
+use crate::net::BehaviourEvent;
 
 impl EventLoop {
     /// Reserves a slot on `relay` and listens through it; `reply` gets the circuit address

@@ -17,6 +17,7 @@
 //! - [`stats`]: counters and lookup statistics.
 
 pub mod oracle;
+mod oracle_memory;
 pub mod scenario;
 pub mod stats;
 pub mod world;

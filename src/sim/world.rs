@@ -20,7 +20,7 @@ use crate::chord::{
     Response,
 };
 
-use super::oracle::Scratch;
+use super::oracle_memory::Scratch;
 use super::stats::{Counters, LookupStats, Summary};
 
 /// A simulated node's address: an index into the world's node table, never reused, so a
