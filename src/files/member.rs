@@ -69,6 +69,14 @@ impl View {
     pub fn owns(&self, key: &Id) -> bool {
         replica::owns(key, &self.me, self.predecessor.as_ref(), self.alone)
     }
+
+    pub fn place(&self) -> replica::plan::Place {
+        replica::plan::Place {
+            me: self.me,
+            predecessor: self.predecessor,
+            alone: self.alone,
+        }
+    }
 }
 
 impl Files {

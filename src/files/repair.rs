@@ -11,6 +11,10 @@ use crate::chord::Id;
 use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY};
 use crate::net::PeerRef;
 use crate::node::NodeError;
+use crate::replica::plan::{
+    after_challenge, after_inventory, after_owner_stat, plan_round, settle, Copy, InventoryStep,
+    OwnerCheck, Settle, Surplus,
+};
 use crate::replica::{self, Said, Shown};
 
 /// Most hand-offs, stale-replica checks and corrupt-copy repairs one round does; the rest wait.
@@ -33,40 +37,38 @@ impl Files {
         }
     }
 
-    /// One round: take over or hand off keys (and their tombstones), make the replica holders
-    /// hold what this node owns, settle replicas nobody confirms, replace corrupt copies, and
-    /// re-check some bytes on disk.
+    /// One round, as the replica core plans it: take over or hand off keys (and their
+    /// tombstones), make the replica holders hold what this node owns, settle replicas nobody
+    /// confirms, replace corrupt copies, and re-check some bytes on disk.
     pub async fn repair_round(&self) -> Result<(), FilesError> {
         let store = &self.inner.store;
         let view = self.view().await?;
-        let mut hand_off = Vec::new();
-        for meta in store.list() {
-            let mine = view.owns(&meta.key);
-            if mine && meta.role == Role::Replica {
-                store.set_role(&meta.key, Role::Owner)?;
-            } else if !mine && meta.role == Role::Owner && view.predecessor.is_some() {
-                hand_off.push(meta);
-            }
+        let stale_after = self.inner.config.repair_interval * self.inner.config.stale_rounds;
+        let held = store.list();
+        let copies = held.iter().map(|meta| Copy {
+            meta,
+            unconfirmed: store
+                .confirmed(&meta.key)
+                .is_none_or(|t| t.elapsed() > stale_after),
+            corrupt: self.is_corrupt(&meta.key),
+        });
+        let plan = plan_round(view.place(), copies, REPAIR_BATCH);
+        let by_key = |key: &Id| held.iter().find(|m| m.key == *key);
+        for key in &plan.promote {
+            store.set_role(key, Role::Owner)?;
         }
-        self.replicate_owned(&view).await;
-        for meta in hand_off.into_iter().take(REPAIR_BATCH) {
-            self.hand_off(view.me, &meta).await;
+        let owned: Vec<FileMeta> = plan
+            .replicate
+            .iter()
+            .filter_map(|k| by_key(k).cloned())
+            .collect();
+        self.replicate_owned(&view, &owned).await;
+        for meta in plan.hand_off.iter().filter_map(|k| by_key(k)) {
+            self.hand_off(view.me, meta).await;
         }
         self.hand_off_tombstones(&view).await;
-        let stale_after = self.inner.config.repair_interval * self.inner.config.stale_rounds;
-        let stale: Vec<FileMeta> = store
-            .list()
-            .into_iter()
-            .filter(|m| {
-                m.role == Role::Replica
-                    && store
-                        .confirmed(&m.key)
-                        .is_none_or(|t| t.elapsed() > stale_after)
-            })
-            .take(REPAIR_BATCH)
-            .collect();
-        for meta in stale {
-            self.settle(view.me, &meta).await;
+        for meta in plan.settle.iter().filter_map(|k| by_key(k)) {
+            self.settle(view.me, meta).await;
         }
         self.repair_corrupt().await;
         self.scrub().await;
@@ -114,17 +116,7 @@ impl Files {
 
     /// Tells each replica holder what this node owns and sends what they lack. A holder's
     /// "removed" counts only with the uploader's signed removal of this very version.
-    async fn replicate_owned(&self, view: &View) {
-        let owned: Vec<FileMeta> = self
-            .inner
-            .store
-            .list()
-            .into_iter()
-            .filter(|m| m.role == Role::Owner && !self.is_corrupt(&m.key))
-            .collect();
-        if owned.is_empty() {
-            return;
-        }
+    async fn replicate_owned(&self, view: &View, owned: &[FileMeta]) {
         let access = self.access();
         for holder in &view.holders {
             for batch in owned.chunks(MAX_INVENTORY) {
@@ -135,20 +127,32 @@ impl Files {
                 else {
                     continue;
                 };
-                for stone in removed.iter().take(MAX_INVENTORY) {
-                    if stone.check(now()).is_ok() {
-                        if let Err(e) = self.apply_tombstone(stone) {
-                            tracing::warn!("cannot keep a removal: {e}");
+                let valid = removed
+                    .into_iter()
+                    .take(MAX_INVENTORY)
+                    .filter(|t| t.check(now()).is_ok())
+                    .collect();
+                for step in after_inventory(batch, &missing, valid) {
+                    match step {
+                        InventoryStep::Apply(stone) => {
+                            if let Err(e) = self.apply_tombstone(&stone) {
+                                tracing::warn!("cannot keep a removal: {e}");
+                            }
                         }
-                    }
-                }
-                for meta in batch.iter().filter(|m| missing.contains(&m.key)) {
-                    match self.push(holder, meta, Role::Replica).await {
-                        Err(FilesError::Transfer(TransferError::Removed)) => {
-                            self.learn_removal(holder, meta).await
+                        InventoryStep::Push(key) => {
+                            let Some(meta) = batch.iter().find(|m| m.key == key) else {
+                                continue;
+                            };
+                            match self.push(holder, meta, Role::Replica).await {
+                                Err(FilesError::Transfer(TransferError::Removed)) => {
+                                    self.learn_removal(holder, meta).await
+                                }
+                                Err(e) => {
+                                    tracing::debug!(name = meta.name, "replication failed: {e}")
+                                }
+                                Ok(_) => {}
+                            }
                         }
-                        Err(e) => tracing::debug!(name = meta.name, "replication failed: {e}"),
-                        Ok(_) => {}
                     }
                 }
             }
@@ -244,31 +248,27 @@ impl Files {
         let Ok(found) = access.lookup(meta.key).await else {
             return;
         };
-        if found.owner.id == me {
-            let _ = store.set_role(&meta.key, Role::Owner);
-            return;
-        }
-        let owner = found.owner.clone();
-        let responsible =
-            replica::responsible(found.owner, &found.backups, self.replicas(), |p| p.id);
-        if responsible.iter().any(|p| p.id == me) {
-            self.settle_with_owner(&owner, meta).await;
-        } else {
-            self.settle_surplus(&owner, &responsible, meta).await;
+        match settle(me, found.owner, &found.backups, self.replicas(), |p| p.id) {
+            Settle::BecomeOwner => {
+                let _ = store.set_role(&meta.key, Role::Owner);
+                return;
+            }
+            Settle::AskOwner(owner) => self.settle_with_owner(&owner, meta).await,
+            Settle::Challenge { owner, responsible } => {
+                self.settle_surplus(owner.id, &responsible, meta).await
+            }
         }
         store.confirm(&meta.key);
     }
 
     /// This node should hold the key: the owner gets the file if it lacks it.
     async fn settle_with_owner(&self, owner: &PeerRef, meta: &FileMeta) {
-        match self.stat_of(owner, meta).await {
-            Said::Removed(stone) if stone.removal.removes(meta) => {
+        match after_owner_stat(meta, &self.stat_of(owner, meta).await) {
+            OwnerCheck::Apply(stone) => {
                 let _ = self.apply_tombstone(&stone);
             }
-            Said::Holds(theirs)
-                if replica::same_version(&theirs, meta)
-                    || (theirs.uploader == meta.uploader && theirs.created > meta.created) => {}
-            _ => match self.push(owner, meta, Role::Owner).await {
+            OwnerCheck::Fine => {}
+            OwnerCheck::PushToOwner => match self.push(owner, meta, Role::Owner).await {
                 Err(FilesError::Transfer(TransferError::Removed)) => {
                     self.learn_removal(owner, meta).await
                 }
@@ -280,7 +280,7 @@ impl Files {
 
     /// A copy this node need not hold: challenge each responsible node; drop only if all
     /// prove they hold this version or a newer one, else give the copy to those that lack it.
-    async fn settle_surplus(&self, owner: &PeerRef, responsible: &[PeerRef], meta: &FileMeta) {
+    async fn settle_surplus(&self, owner: Id, responsible: &[PeerRef], meta: &FileMeta) {
         let nonce: [u8; 32] = rand::random();
         let Some(mine) = self.prove(meta, nonce).await else {
             return;
@@ -303,27 +303,21 @@ impl Files {
             }
         });
         let shown = futures::future::join_all(asks).await;
-        if replica::may_drop_surplus(&shown, self.replicas()) {
-            if self.drop_if_unchanged(meta) {
-                tracing::info!(
-                    name = meta.name,
-                    "surplus copy dropped: every holder proved it"
-                );
+        match after_challenge(responsible, &shown, owner, self.replicas(), |p| p.id) {
+            Surplus::Drop => {
+                if self.drop_if_unchanged(meta) {
+                    tracing::info!(
+                        name = meta.name,
+                        "surplus copy dropped: every holder proved it"
+                    );
+                }
             }
-            return;
-        }
-        for (node, _) in responsible
-            .iter()
-            .zip(&shown)
-            .filter(|(_, s)| **s == Shown::Not)
-        {
-            let role = if node.id == owner.id {
-                Role::Owner
-            } else {
-                Role::Replica
-            };
-            if let Err(e) = self.push(node, meta, role).await {
-                tracing::debug!(name = meta.name, "restoring a copy failed: {e}");
+            Surplus::Restore(to) => {
+                for (node, role) in to {
+                    if let Err(e) = self.push(&node, meta, role).await {
+                        tracing::debug!(name = meta.name, "restoring a copy failed: {e}");
+                    }
+                }
             }
         }
     }

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use crate::chord::Id;
 use crate::records::{check_time, FileMeta, Hash, Tombstone};
 
+pub mod plan;
+
 /// Bytes a holder hashes to answer a proof challenge: small enough to answer often, large
 /// enough that answering without the bytes means guessing.
 pub const PROOF_BYTES: u64 = 64 * 1024;

@@ -234,3 +234,126 @@ fn the_responsible_nodes_are_the_owner_and_its_next_successors() {
     assert!(owns(&ids[0], &ids[0], None, true));
     assert!(!owns(&ids[0], &ids[1], None, false));
 }
+
+#[test]
+fn a_round_promotes_hands_off_replicates_and_settles_by_the_ring_view() {
+    use super::plan::*;
+    let ids: Vec<Id> = (0u8..4).map(|i| Id([i * 60; 20])).collect();
+    // This node is ids[2]; its predecessor ids[1]: it owns (ids[1], ids[2]].
+    let place = Place {
+        me: ids[2],
+        predecessor: Some(ids[1]),
+        alone: false,
+    };
+    let at = |b: u8, role| FileMeta {
+        key: Id([b; 20]),
+        role,
+        ..version("alice", 1, 1)
+    };
+    let mine_as_replica = at(100, Role::Replica);
+    let mine_owned = at(110, Role::Owner);
+    let theirs_owned = at(10, Role::Owner);
+    let theirs_unconfirmed = at(20, Role::Replica);
+    let theirs_confirmed = at(30, Role::Replica);
+    let corrupt_owned = at(115, Role::Owner);
+    let copy = |meta, unconfirmed, corrupt| Copy {
+        meta,
+        unconfirmed,
+        corrupt,
+    };
+    let plan = plan_round(
+        place,
+        [
+            copy(&theirs_owned, false, false),
+            copy(&theirs_unconfirmed, true, false),
+            copy(&theirs_confirmed, false, false),
+            copy(&mine_as_replica, true, false),
+            copy(&mine_owned, false, false),
+            copy(&corrupt_owned, false, true),
+        ],
+        64,
+    );
+    assert_eq!(plan.promote, vec![mine_as_replica.key]);
+    assert_eq!(plan.hand_off, vec![theirs_owned.key]);
+    assert_eq!(plan.replicate, vec![mine_as_replica.key, mine_owned.key]);
+    assert_eq!(plan.settle, vec![theirs_unconfirmed.key]);
+    // Without a predecessor nothing is handed off: the node does not know where keys go.
+    let lost = Place {
+        predecessor: None,
+        ..place
+    };
+    assert!(plan_round(lost, [copy(&theirs_owned, false, false)], 64)
+        .hand_off
+        .is_empty());
+}
+
+#[test]
+fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
+    use super::plan::*;
+    let n = |i: u8| Id([i; 20]);
+    assert_eq!(settle(n(1), n(1), &[n(2)], 3, |p| *p), Settle::BecomeOwner);
+    assert_eq!(
+        settle(n(3), n(1), &[n(2), n(3), n(4)], 3, |p| *p),
+        Settle::AskOwner(n(1))
+    );
+    assert_eq!(
+        settle(n(4), n(1), &[n(2), n(3), n(4)], 3, |p| *p),
+        Settle::Challenge {
+            owner: n(1),
+            responsible: vec![n(1), n(2), n(3)]
+        }
+    );
+    let mine = version("alice", 500, 1);
+    let removed = stone("alice", 600, mine.clone());
+    assert_eq!(
+        after_owner_stat(&mine, &Said::Removed(removed.clone())),
+        OwnerCheck::Apply(removed)
+    );
+    // Another uploader's removal, an older version, nothing: the owner gets the copy.
+    let foreign = stone("mallory", u64::MAX, version("mallory", 1, 9));
+    assert_eq!(
+        after_owner_stat(&mine, &Said::Removed(foreign)),
+        OwnerCheck::PushToOwner
+    );
+    assert_eq!(
+        after_owner_stat(&mine, &Said::Holds(version("alice", 400, 2))),
+        OwnerCheck::PushToOwner
+    );
+    assert_eq!(
+        after_owner_stat(&mine, &Said::Holds(mine.clone())),
+        OwnerCheck::Fine
+    );
+    let all = [n(1), n(2), n(3)];
+    assert_eq!(
+        after_challenge(&all, &[Shown::Proved; 3], n(1), 3, |p| *p),
+        Surplus::Drop
+    );
+    assert_eq!(
+        after_challenge(
+            &all,
+            &[Shown::Not, Shown::Proved, Shown::Not],
+            n(1),
+            3,
+            |p| *p
+        ),
+        Surplus::Restore(vec![(n(1), Role::Owner), (n(3), Role::Replica)])
+    );
+    // An inventory answer: proofs of removal of what was sent, and pushes of what is missing.
+    let mut other = version("alice", 1, 3);
+    other.key = Id([9; 20]);
+    let steps = after_inventory(
+        &[mine.clone(), other.clone()],
+        &[other.key],
+        vec![
+            stone("alice", 600, mine.clone()),
+            stone("bob", 600, version("bob", 1, 1)),
+        ],
+    );
+    assert_eq!(
+        steps,
+        vec![
+            InventoryStep::Apply(stone("alice", 600, mine.clone())),
+            InventoryStep::Push(other.key)
+        ]
+    );
+}
