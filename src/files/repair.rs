@@ -63,11 +63,11 @@ impl Files {
             .filter_map(|k| by_key(k).cloned())
             .collect();
         self.replicate_owned(&view, &owned).await;
-        for meta in plan.hand_off.iter().filter_map(|k| by_key(k)) {
+        for meta in plan.hand_off.iter().filter_map(by_key) {
             self.hand_off(view.me, meta).await;
         }
         self.hand_off_tombstones(&view).await;
-        for meta in plan.settle.iter().filter_map(|k| by_key(k)) {
+        for meta in plan.settle.iter().filter_map(by_key) {
             self.settle(view.me, meta).await;
         }
         self.repair_corrupt().await;

@@ -83,7 +83,7 @@ pub fn plan_round<'a>(
 pub enum InventoryStep {
     /// The uploader removed this copy (the tombstone passed its checks): keep the proof and
     /// drop the copy.
-    Apply(Tombstone),
+    Apply(Box<Tombstone>),
     /// The holder lacks this file: push it.
     Push(Id),
 }
@@ -98,7 +98,7 @@ pub fn after_inventory(
     let mut steps: Vec<InventoryStep> = valid_removed
         .into_iter()
         .filter(|t| sent.iter().any(|m| t.removal.removes(m)))
-        .map(InventoryStep::Apply)
+        .map(|t| InventoryStep::Apply(Box::new(t)))
         .collect();
     steps.extend(
         sent.iter()
@@ -144,7 +144,7 @@ pub fn settle<P: Clone>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OwnerCheck {
     /// The uploader removed it: keep the proof, drop the copy.
-    Apply(Tombstone),
+    Apply(Box<Tombstone>),
     /// The owner has this version or a newer one of the same uploader.
     Fine,
     /// The owner lacks it (or holds something it should not): give it the copy.
@@ -153,7 +153,9 @@ pub enum OwnerCheck {
 
 pub fn after_owner_stat(mine: &FileMeta, said: &Said) -> OwnerCheck {
     match said {
-        Said::Removed(stone) if stone.removal.removes(mine) => OwnerCheck::Apply(stone.clone()),
+        Said::Removed(stone) if stone.removal.removes(mine) => {
+            OwnerCheck::Apply(Box::new(stone.clone()))
+        }
         Said::Holds(theirs)
             if same_version(theirs, mine)
                 || (theirs.uploader == mine.uploader && theirs.created > mine.created) =>

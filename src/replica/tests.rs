@@ -307,7 +307,7 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
     let removed = stone("alice", 600, mine.clone());
     assert_eq!(
         after_owner_stat(&mine, &Said::Removed(removed.clone())),
-        OwnerCheck::Apply(removed)
+        OwnerCheck::Apply(Box::new(removed))
     );
     // Another uploader's removal, an older version, nothing: the owner gets the copy.
     let foreign = stone("mallory", u64::MAX, version("mallory", 1, 9));
@@ -352,7 +352,7 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
     assert_eq!(
         steps,
         vec![
-            InventoryStep::Apply(stone("alice", 600, mine.clone())),
+            InventoryStep::Apply(Box::new(stone("alice", 600, mine.clone()))),
             InventoryStep::Push(other.key)
         ]
     );
