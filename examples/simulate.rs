@@ -6,6 +6,8 @@
 //! cargo run --release --example simulate -- --nodes 1000 --churn 4 --duration 120
 //! cargo run --release --example simulate -- --nodes 10000 --events 100000
 //! cargo run --release --example simulate -- --sweep 14
+//! cargo run --release --example simulate -- --nodes 1000 --files 10000 --churn 0.4 --loss 0.01
+//! cargo run --release --example simulate -- --nodes 1000 --files 10000 --hostile 1
 //! ```
 
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use chord_p2p::sim::scenario::{self, Churn};
-use chord_p2p::sim::{LookupStats, NetConfig, Sim, SimConfig};
+use chord_p2p::sim::{FilesConfig, LookupStats, NetConfig, Sim, SimConfig};
 
 /// Simulate a Chord ring of many nodes: same seed, same run.
 #[derive(Parser, Debug)]
@@ -73,6 +75,20 @@ struct Args {
     /// (--growth per wave), under --loss and --reorder.
     #[arg(long)]
     grow_to: Option<usize>,
+    /// Put this many files once the ring is built; every node runs the replica core's repair
+    /// and the file oracle checks after every event.
+    #[arg(long, default_value_t = 0)]
+    files: usize,
+    /// Copies of each file (owner + R−1 successors).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Seconds between a node's repair rounds (virtual).
+    #[arg(long, default_value_t = 5)]
+    repair_interval: u64,
+    /// Make this many adjacent members hostile once the files are placed: they keep nothing
+    /// and lie in every inventory, stat, proof and push answer.
+    #[arg(long, default_value_t = 0)]
+    hostile: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -123,6 +139,25 @@ fn main() -> anyhow::Result<()> {
         wall.elapsed().as_secs_f64(),
         sim.counters().events
     );
+    if args.files > 0 {
+        for i in 0..args.files {
+            sim.put_file(&format!("file-{i}"), 1 << 20);
+        }
+        if args.hostile > 0 {
+            let liars = sim.make_hostile(args.hostile);
+            println!("{} adjacent hostile members: {liars:?}", liars.len());
+        }
+        let placed = scenario::settle_files(&mut sim, Duration::from_secs(600));
+        println!(
+            "{} files put, R={}: {}",
+            args.files,
+            args.replicas,
+            match placed {
+                Ok(t) => format!("every file at exactly its R holders after {:.0} s", t.as_secs_f64()),
+                Err(e) => format!("not all in place after 600 s: {e}"),
+            }
+        );
+    }
     let mut rows = vec![(
         "stable".to_string(),
         scenario::measure_lookups(&mut sim, args.lookups, Duration::from_secs(2)),
@@ -233,7 +268,41 @@ fn main() -> anyhow::Result<()> {
         wall.elapsed().as_secs_f64()
     );
     println!("summary fingerprint {:016x}", sim.fingerprint());
+    if args.files > 0 {
+        report_files(&mut sim);
+    }
     report_violations(&sim)
+}
+
+/// After every phase: the ring settled, repair runs until each file sits at exactly its R
+/// holders (or 600 s pass), then what the file layer did.
+fn report_files(sim: &mut Sim) {
+    let wall = Instant::now();
+    sim.set_net(NetConfig {
+        loss: 0.0,
+        reorder: 0.0,
+        ..sim.config().net.clone()
+    });
+    let placed = scenario::settle_files(sim, Duration::from_secs(600));
+    let f = sim.file_stats();
+    println!();
+    println!(
+        "files: {} put; lost {} (last copy gone while fewer than R holders crashed within a repair interval), {} lost beyond R crashes",
+        f.files, f.lost, f.lost_excused
+    );
+    println!(
+        "after settling: {} ({:.1} s wall); copies per file {:?}",
+        match placed {
+            Ok(t) => format!("every file at exactly its R holders after {:.0} s", t.as_secs_f64()),
+            Err(e) => format!("not all in place: {e}"),
+        },
+        wall.elapsed().as_secs_f64(),
+        sim.copies_histogram()
+    );
+    println!(
+        "repair traffic: {} file messages, {} whole-copy pushes, {} surplus copies dropped after proofs",
+        f.messages, f.pushes, f.surplus_dropped
+    );
 }
 
 fn config(args: &Args, n: usize) -> SimConfig {
@@ -245,6 +314,13 @@ fn config(args: &Args, n: usize) -> SimConfig {
     // The ring is built on a calm network (Zave's correctness starts from a ring of r+1
     // nodes); --loss and --reorder apply to the phases after.
     cfg.chord.finger_routing = args.finger_routing;
+    if args.files > 0 {
+        cfg.files = Some(FilesConfig {
+            replicas: args.replicas,
+            repair_interval: Duration::from_secs(args.repair_interval),
+            ..FilesConfig::default()
+        });
+    }
     cfg
 }
 

@@ -15,7 +15,13 @@
 //! - [`scenario`]: reusable workloads (growing a ring, settling, measuring lookups, churn,
 //!   randomised runs), shared by `tests/simulator.rs` and `examples/simulate.rs`.
 //! - [`stats`]: counters and lookup statistics.
+//! - `files`: files on the ring, each node running the replica core's repair sequence over
+//!   simulated messages, with a file oracle (no file loses its last copy unless R of its
+//!   holders crashed within one repair interval; exactly R copies once settled).
 
+mod addr;
+mod files;
+mod files_state;
 pub mod oracle;
 mod oracle_memory;
 pub mod scenario;
@@ -23,4 +29,5 @@ pub mod stats;
 pub mod world;
 
 pub use stats::{Counters, LookupStats, Summary};
+pub use files_state::{FileStats, FilesConfig};
 pub use world::{Addr, NetConfig, Op, Sim, SimConfig};

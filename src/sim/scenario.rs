@@ -208,3 +208,22 @@ pub fn paper_path_lengths(sim: &mut Sim, count: usize) -> LookupStats {
     }
     stats
 }
+
+/// Runs a repair interval at a time until every file sits at exactly its R responsible
+/// members (see [`Sim::files_in_place`]), for at most `max` of virtual time. Returns how long
+/// it took, or the last misplaced file.
+pub fn settle_files(sim: &mut Sim, max: Duration) -> Result<Duration, String> {
+    let start = sim.now();
+    let step = sim
+        .config()
+        .files
+        .as_ref()
+        .map_or(Duration::from_secs(1), |f| f.repair_interval);
+    loop {
+        match sim.files_in_place() {
+            Ok(()) => return Ok(sim.now() - start),
+            Err(e) if sim.now() - start >= max => return Err(e),
+            Err(_) => sim.run_for(step),
+        }
+    }
+}

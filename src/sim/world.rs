@@ -20,13 +20,11 @@ use crate::chord::{
     Response,
 };
 
+use super::files_state::{FileMsg, FilesConfig, FilesWorld, NodeFiles};
 use super::oracle_memory::Scratch;
 use super::stats::{Counters, LookupStats, Summary};
 
-/// A simulated node's address: an index into the world's node table, never reused, so a
-/// message to a node that crashed or left can never reach a newcomer by mistake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Addr(pub u32);
+pub use super::addr::Addr;
 
 /// The network model, applied independently to every message (request or response).
 #[derive(Clone, Debug)]
@@ -64,6 +62,8 @@ pub struct SimConfig {
     pub check_every: u64,
     /// How long a node whose join failed waits before trying again through another member.
     pub join_retry: Duration,
+    /// Files on the ring (`None`: the Chord core alone).
+    pub files: Option<FilesConfig>,
 }
 
 impl SimConfig {
@@ -82,6 +82,7 @@ impl SimConfig {
             net: NetConfig::default(),
             check_every: 1,
             join_retry: Duration::from_secs(1),
+            files: None,
         }
     }
 }
@@ -117,6 +118,13 @@ enum Action {
     Timer(Addr),
     RetryJoin(Addr),
     Op(Op),
+    File {
+        from: Addr,
+        to: Addr,
+        msg: FileMsg,
+    },
+    Repair(Addr),
+    ChallengeDue(Addr, Id),
 }
 
 struct Scheduled {
@@ -157,6 +165,7 @@ pub(super) struct SimNode {
     timer: Option<u64>,
     lookups: BTreeMap<LookupId, UserLookup>,
     lookup_keys: BTreeMap<Id, LookupId>,
+    pub(super) files: Option<NodeFiles>,
 }
 
 pub struct Sim {
@@ -164,7 +173,7 @@ pub struct Sim {
     rng: StdRng,
     base: Instant,
     /// Virtual time, nanoseconds since `base`.
-    now: u64,
+    pub(super) now: u64,
     seq: u64,
     queue: BinaryHeap<Scheduled>,
     pub(super) nodes: Vec<Option<SimNode>>,
@@ -179,6 +188,7 @@ pub struct Sim {
     counters: Counters,
     lookups: LookupStats,
     violations: Vec<String>,
+    pub(super) files: Option<FilesWorld>,
 }
 
 const NOT_MEMBER: usize = usize::MAX;
@@ -187,6 +197,7 @@ const KEEP_VIOLATIONS: usize = 20;
 
 impl Sim {
     pub fn new(cfg: SimConfig) -> Self {
+        let cfg_files = cfg.files.clone();
         Sim {
             rng: StdRng::seed_from_u64(cfg.seed),
             cfg,
@@ -203,6 +214,10 @@ impl Sim {
             counters: Counters::default(),
             lookups: LookupStats::default(),
             violations: Vec::new(),
+            files: cfg_files.map(|config| FilesWorld {
+                config,
+                ..FilesWorld::default()
+            }),
         }
     }
 
@@ -380,7 +395,7 @@ impl Sim {
 
     /// Removes `addr` without a word: its peers find out through their own rpc deadlines.
     pub fn crash(&mut self, addr: Addr) {
-        if self.remove(addr) {
+        if self.remove_node(addr, true) {
             self.counters.crashes += 1;
         }
     }
@@ -394,7 +409,8 @@ impl Sim {
         };
         node.core.leave(now);
         self.drain(addr);
-        if self.remove(addr) {
+        self.files_before_leave(addr);
+        if self.remove_node(addr, false) {
             self.counters.leaves += 1;
         }
     }
@@ -488,10 +504,11 @@ impl Sim {
     }
 
     /// Takes a node out of the world (crash or leave). Returns false if it was not there.
-    fn remove(&mut self, addr: Addr) -> bool {
-        let Some(node) = self.nodes.get_mut(addr.0 as usize).and_then(Option::take) else {
+    fn remove_node(&mut self, addr: Addr, crashed: bool) -> bool {
+        let Some(mut node) = self.nodes.get_mut(addr.0 as usize).and_then(Option::take) else {
             return false;
         };
+        self.files_removed(node.files.take(), crashed);
         // Its unfinished lookups die with it; they are not counted as outcomes.
         self.lookups.started -= node.lookups.len() as u64;
         let pos = self.member_pos[addr.0 as usize];
@@ -523,7 +540,13 @@ impl Sim {
             timer: None,
             lookups: BTreeMap::new(),
             lookup_keys: BTreeMap::new(),
+            files: self.files.as_ref().map(|_| NodeFiles::default()),
         }));
+        if let Some(interval) = self.files.as_ref().map(|w| w.config.repair_interval) {
+            // The first round at a random point of the interval, so rounds do not march in step.
+            let first = self.rng.gen_range(0..=interval.as_nanos() as u64);
+            self.schedule_repair(addr, self.now + first);
+        }
         self.member_pos.push(NOT_MEMBER);
         self.scratch.spawned(id);
         if self.member_list.is_empty() {
@@ -623,8 +646,71 @@ impl Sim {
             Action::Op(op) => {
                 self.run_op(op);
             }
+            Action::File { from, to, msg } => {
+                if self.slot(to).is_none() {
+                    self.counters.undeliverable += 1;
+                    return true;
+                }
+                self.on_file_msg(from, to, msg);
+            }
+            Action::Repair(addr) => {
+                if self.slot(addr).is_none() {
+                    return false;
+                }
+                self.files_round(addr);
+            }
+            Action::ChallengeDue(addr, key) => self.finish_challenge(addr, key),
         }
         true
+    }
+
+    // ---- what the file layer (`sim::files`) uses ----
+
+    pub(super) fn files_of(&self, addr: Addr) -> Option<&NodeFiles> {
+        self.slot(addr)?.files.as_ref()
+    }
+
+    pub(super) fn files_of_mut(&mut self, addr: Addr) -> Option<&mut NodeFiles> {
+        self.slot_mut(addr)?.files.as_mut()
+    }
+
+    pub(super) fn random_member_addr(&mut self) -> Option<Addr> {
+        self.random_member()
+    }
+
+    pub(super) fn schedule_repair(&mut self, addr: Addr, at: u64) {
+        self.push(at, Action::Repair(addr));
+    }
+
+    pub(super) fn schedule_challenge_due(&mut self, addr: Addr, key: Id, at: u64) {
+        self.push(at, Action::ChallengeDue(addr, key));
+    }
+
+    pub(super) fn transmit_file(&mut self, from: Addr, to: Addr, msg: FileMsg) {
+        self.transmit(from, None, Action::File { from, to, msg });
+    }
+
+    pub(super) fn instant_now(&self) -> Instant {
+        self.instant()
+    }
+
+    pub(super) fn core_lookup(&mut self, addr: Addr, now: Instant, key: Id) -> Option<LookupId> {
+        let id = self.slot_mut(addr)?.core.lookup(now, key);
+        self.touched.push(addr);
+        Some(id)
+    }
+
+    pub(super) fn drain_node(&mut self, addr: Addr) {
+        self.drain(addr);
+    }
+
+    pub(super) fn record_violation(&mut self, v: String) {
+        self.counters.violations += 1;
+        let v = format!("t={:?} event {}: {v}", self.now(), self.counters.events);
+        tracing::warn!("{v}");
+        if self.violations.len() < KEEP_VIOLATIONS {
+            self.violations.push(v);
+        }
     }
 
     /// Puts a message on the wire: maybe lost, else delivered after a random delay.
@@ -731,6 +817,9 @@ impl Sim {
         id: LookupId,
         result: Result<LookupResult<Addr>, LookupError>,
     ) {
+        if self.files_lookup_done(addr, id, &result) {
+            return;
+        }
         let Some(node) = self.slot_mut(addr) else {
             return;
         };
@@ -759,12 +848,7 @@ impl Sim {
         if k > 0 && self.counters.events.is_multiple_of(k) {
             self.counters.checks += 1;
             if let Err(v) = self.check_running() {
-                self.counters.violations += 1;
-                let v = format!("t={:?} event {}: {v}", self.now(), self.counters.events);
-                tracing::warn!("{v}");
-                if self.violations.len() < KEEP_VIOLATIONS {
-                    self.violations.push(v);
-                }
+                self.record_violation(v);
             }
             self.touched.clear();
         }
