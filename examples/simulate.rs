@@ -287,8 +287,8 @@ fn report_files(sim: &mut Sim) {
     let f = sim.file_stats();
     println!();
     println!(
-        "files: {} put; lost {} (last copy gone while fewer than R holders crashed within a repair interval), {} lost beyond R crashes",
-        f.files, f.lost, f.lost_excused
+        "files: {} put; lost {} (last copy gone while fewer than R holders crashed within a repair interval), {} lost beyond R failed holders (crashes within a repair interval, or liars), {} withheld by an eclipse (every holder hostile)",
+        f.files, f.lost, f.lost_excused, f.eclipsed
     );
     println!(
         "after settling: {} ({:.1} s wall); copies per file {:?}",

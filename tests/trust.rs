@@ -255,6 +255,7 @@ impl Service for Liar {
             FileRequest::Prove { .. } => FileResponse::Proof {
                 held: None,
                 proof: Some([0; 32]),
+                keeps: true,
             },
             FileRequest::Drop { .. } => FileResponse::Dropped { held: true },
             FileRequest::Remove { .. } => FileResponse::Removed { copies: 3 },

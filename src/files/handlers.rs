@@ -144,12 +144,22 @@ impl Files {
             return FileResponse::Proof {
                 held: None,
                 proof: None,
+                keeps: false,
             };
         };
         let proof = self.prove(&meta, nonce).await;
+        let config = &self.inner.config;
+        let stale_after = config.repair_interval * config.stale_rounds;
+        let owns = self.view().await.is_ok_and(|v| v.owns(&key));
+        let confirmed = self
+            .inner
+            .store
+            .confirmed(&key)
+            .is_some_and(|t| t.elapsed() <= stale_after);
         FileResponse::Proof {
             held: Some(meta),
             proof,
+            keeps: replica::keeps(owns, confirmed),
         }
     }
 

@@ -45,11 +45,14 @@ impl Files {
         let view = self.view().await?;
         let stale_after = self.inner.config.repair_interval * self.inner.config.stale_rounds;
         let held = store.list();
+        let round = self.inner.config.repair_interval;
+        let older = |t: Option<std::time::Instant>, d| t.is_none_or(|t| t.elapsed() >= d);
         let copies = held.iter().map(|meta| Copy {
             meta,
-            unconfirmed: store
-                .confirmed(&meta.key)
-                .is_none_or(|t| t.elapsed() > stale_after),
+            // Unconfirmed for the stale period, it is settled every round until an owner
+            // confirms it again (a lying owner never does).
+            unconfirmed: older(store.confirmed(&meta.key), stale_after)
+                && older(store.checked(&meta.key), round),
             corrupt: self.is_corrupt(&meta.key),
         });
         let plan = plan_round(view.place(), copies, REPAIR_BATCH);
@@ -253,12 +256,15 @@ impl Files {
                 let _ = store.set_role(&meta.key, Role::Owner);
                 return;
             }
-            Settle::AskOwner(owner) => self.settle_with_owner(&owner, meta).await,
+            Settle::Holder { owner, others } => {
+                self.settle_with_owner(&owner, meta).await;
+                self.challenge(owner.id, &others, meta, false).await
+            }
             Settle::Challenge { owner, responsible } => {
-                self.settle_surplus(owner.id, &responsible, meta).await
+                self.challenge(owner.id, &responsible, meta, true).await
             }
         }
-        store.confirm(&meta.key);
+        store.mark_checked(&meta.key);
     }
 
     /// This node should hold the key: the owner gets the file if it lacks it.
@@ -278,9 +284,11 @@ impl Files {
         }
     }
 
-    /// A copy this node need not hold: challenge each responsible node; drop only if all
-    /// prove they hold this version or a newer one, else give the copy to those that lack it.
-    async fn settle_surplus(&self, owner: Id, responsible: &[PeerRef], meta: &FileMeta) {
+    /// Challenges `nodes` (the responsible ones for a surplus copy, the other holders for a
+    /// held one) to prove they hold the file. A surplus copy goes only if all prove this
+    /// version or a newer one; otherwise the copy goes to those that could not.
+    async fn challenge(&self, owner: Id, nodes: &[PeerRef], meta: &FileMeta, surplus: bool) {
+        let responsible = nodes;
         let nonce: [u8; 32] = rand::random();
         let Some(mine) = self.prove(meta, nonce).await else {
             return;
@@ -294,16 +302,16 @@ impl Files {
                     nonce,
                 };
                 match access.file_request(node, request).await {
-                    Ok(FileResponse::Proof { held, proof }) => {
+                    Ok(FileResponse::Proof { held, proof, keeps }) => {
                         let held = held.filter(|h| h.check(&meta.name, now()).is_ok());
-                        replica::shown(meta, held.as_ref(), proof == Some(mine))
+                        replica::shown(meta, held.as_ref(), proof == Some(mine), keeps)
                     }
                     _ => Shown::Not,
                 }
             }
         });
         let shown = futures::future::join_all(asks).await;
-        match after_challenge(responsible, &shown, owner, self.replicas(), |p| p.id) {
+        match after_challenge(responsible, &shown, owner, self.replicas(), surplus, |p| p.id) {
             Surplus::Drop => {
                 if self.drop_if_unchanged(meta) {
                     tracing::info!(

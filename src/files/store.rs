@@ -40,6 +40,9 @@ struct Entry {
     /// Last time the owner confirmed it wants this replica here (in memory only; `None`: not
     /// since this node started, so the first repair round checks it).
     confirmed: Option<Instant>,
+    /// Last time this node itself settled the copy (looked up its holders): not a word from
+    /// the owner, so it never lets the copy vouch for the key.
+    checked: Option<Instant>,
 }
 
 /// The files of one node.
@@ -106,6 +109,7 @@ impl Store {
                         Entry {
                             meta,
                             confirmed: None,
+                            checked: None,
                         },
                     );
                 }
@@ -169,6 +173,17 @@ impl Store {
         self.lock().get(key).and_then(|e| e.confirmed)
     }
 
+    /// When this node last settled the copy itself.
+    pub fn checked(&self, key: &Id) -> Option<Instant> {
+        self.lock().get(key).and_then(|e| e.checked)
+    }
+
+    pub fn mark_checked(&self, key: &Id) {
+        if let Some(e) = self.lock().get_mut(key) {
+            e.checked = Some(Instant::now());
+        }
+    }
+
     pub fn confirm(&self, key: &Id) {
         if let Some(e) = self.lock().get_mut(key) {
             e.confirmed = Some(Instant::now());
@@ -206,6 +221,7 @@ impl Store {
             Entry {
                 meta,
                 confirmed: Some(Instant::now()),
+                checked: None,
             },
         );
         Ok(())

@@ -120,11 +120,14 @@ pub enum FileResponse {
         held: Option<FileMeta>,
         removed: Vec<Tombstone>,
     },
-    /// The version held and the proof over its bytes (absent when not held).
+    /// The version held and the proof over its bytes (absent when not held), and whether the
+    /// node keeps the copy as one of the key's holders (it owns the key, or the owner confirmed
+    /// the copy lately); a surplus copy does not vouch for the key.
     Proof {
         held: Option<FileMeta>,
         #[serde(with = "crate::records::opt_bytes")]
         proof: Option<Hash>,
+        keeps: bool,
     },
 }
 

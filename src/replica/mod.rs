@@ -185,13 +185,23 @@ pub fn may_drop_surplus(shown: &[Shown], replicas: usize) -> bool {
 }
 
 /// What a challenger learns from a holder's answer about `mine`: the holder's version (its
-/// signature already checked) and whether its proof matched the one computed over `mine`.
-pub fn shown(mine: &FileMeta, theirs: Option<&FileMeta>, proof_matches: bool) -> Shown {
+/// signature already checked), whether its proof matched the one computed over `mine`, and
+/// whether the holder keeps the copy as one of the key's holders (see [`keeps`]). A holder
+/// whose own copy is surplus does not count: two surplus holders would otherwise vouch for
+/// each other and both let their copies go.
+pub fn shown(mine: &FileMeta, theirs: Option<&FileMeta>, proof_matches: bool, keeps: bool) -> Shown {
     match theirs {
+        _ if !keeps => Shown::Not,
         Some(t) if same_version(t, mine) && proof_matches => Shown::Proved,
         Some(t) if t.uploader == mine.uploader && t.created > mine.created => Shown::Newer,
         _ => Shown::Not,
     }
+}
+
+/// Whether a node keeps its copy of a key as one of its holders, by its own lights: it owns
+/// the key, or the key's owner confirmed the copy lately (its inventory listed it).
+pub fn keeps(owns_key: bool, confirmed_lately: bool) -> bool {
+    owns_key || confirmed_lately
 }
 
 /// The byte range `[offset, offset + len)` a challenge with `nonce` asks about in a file of

@@ -113,8 +113,11 @@ pub fn after_inventory(
 pub enum Settle<P> {
     /// This node is the owner now.
     BecomeOwner,
-    /// This node is one of the R that should hold the key: make sure the owner has it.
-    AskOwner(P),
+    /// This node is one of the R that should hold the key, and its owner has not confirmed
+    /// the copy: ask the owner (`Stat`: a signed removal, or whether it lacks the file), and
+    /// challenge the other holders, giving a copy to any that cannot prove it holds one. An
+    /// owner that lies is not trusted to place the copies.
+    Holder { owner: P, others: Vec<P> },
     /// This node need not hold the key: challenge every responsible node before dropping.
     Challenge { owner: P, responsible: Vec<P> },
 }
@@ -131,7 +134,13 @@ pub fn settle<P: Clone>(
     }
     let holders = responsible(owner.clone(), backups, replicas, &id);
     if holders.iter().any(|p| id(p) == me) {
-        Settle::AskOwner(owner)
+        // The owner answers `Stat` (and gets the copy if it lacks it); the rest are challenged.
+        let owner_id = id(&owner);
+        let others = holders
+            .into_iter()
+            .filter(|p| id(p) != me && id(p) != owner_id)
+            .collect();
+        Settle::Holder { owner, others }
     } else {
         Settle::Challenge {
             owner,
@@ -175,14 +184,18 @@ pub enum Surplus<P> {
     Restore(Vec<(P, Role)>),
 }
 
+/// After a challenge of `responsible` (`shown` in the same order): a surplus copy may go when
+/// all proved; otherwise — and always for a copy this node holds as one of them (`surplus`
+/// false) — the copy goes to those that could not prove.
 pub fn after_challenge<P: Clone>(
     responsible: &[P],
     shown: &[Shown],
     owner: Id,
     replicas: usize,
+    surplus: bool,
     id: impl Fn(&P) -> Id,
 ) -> Surplus<P> {
-    if may_drop_surplus(shown, replicas) {
+    if surplus && may_drop_surplus(shown, replicas) {
         return Surplus::Drop;
     }
     Surplus::Restore(
@@ -200,4 +213,30 @@ pub fn after_challenge<P: Clone>(
             })
             .collect(),
     )
+}
+
+/// Where a leaving node's copies go, so a leave never lowers a file's copy count: every copy
+/// goes to the first successor (it owns the leaver's keys next; one that already holds a
+/// copy answers at the header, and a liar that only claims to hold it gets it anyway), and a
+/// copy the first successor said it holds also goes to the next successor that lacks it, by
+/// their inventory answers (`lacks[i]`: the keys successor `i` said it lacks; `None`: no
+/// answer, taken as lacking nothing). Returns (successor index, key, role) pushes, in `held`
+/// order.
+pub fn hand_over(held: &[FileMeta], lacks: &[Option<Vec<Id>>]) -> Vec<(usize, Id, Role)> {
+    let lacking = |i: usize, key: &Id| match lacks.get(i) {
+        Some(Some(keys)) => keys.contains(key),
+        _ => false,
+    };
+    let mut pushes = Vec::new();
+    for meta in held {
+        let key = meta.key;
+        pushes.push((0, key, meta.role));
+        let first_lacks = lacks.first().is_some_and(Option::is_none) || lacking(0, &key);
+        if !first_lacks {
+            if let Some(i) = (1..lacks.len()).find(|&i| lacking(i, &key)) {
+                pushes.push((i, key, Role::Replica));
+            }
+        }
+    }
+    pushes
 }

@@ -179,13 +179,17 @@ fn a_surplus_copy_goes_only_when_every_holder_proved_it_holds_the_file() {
     let newer = version("alice", 600, 2);
     let older = version("alice", 400, 3);
     let theirs = version("mallory", 900, 1);
-    assert_eq!(shown(&mine, Some(&mine), true), Shown::Proved);
+    assert_eq!(shown(&mine, Some(&mine), true, true), Shown::Proved);
     // Claiming the version without the bytes to prove it is not holding it.
-    assert_eq!(shown(&mine, Some(&mine), false), Shown::Not);
-    assert_eq!(shown(&mine, Some(&newer), false), Shown::Newer);
-    assert_eq!(shown(&mine, Some(&older), true), Shown::Not);
-    assert_eq!(shown(&mine, Some(&theirs), true), Shown::Not);
-    assert_eq!(shown(&mine, None, true), Shown::Not);
+    assert_eq!(shown(&mine, Some(&mine), false, true), Shown::Not);
+    assert_eq!(shown(&mine, Some(&newer), false, true), Shown::Newer);
+    assert_eq!(shown(&mine, Some(&older), true, true), Shown::Not);
+    assert_eq!(shown(&mine, Some(&theirs), true, true), Shown::Not);
+    assert_eq!(shown(&mine, None, true, true), Shown::Not);
+    // A holder whose own copy is surplus (nobody confirmed it, it does not own the key)
+    // cannot vouch, bytes or not.
+    assert_eq!(shown(&mine, Some(&mine), true, false), Shown::Not);
+    assert!(keeps(true, false) && keeps(false, true) && !keeps(false, false));
     let r = 3;
     assert!(may_drop_surplus(
         &[Shown::Proved, Shown::Newer, Shown::Proved],
@@ -294,7 +298,10 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
     assert_eq!(settle(n(1), n(1), &[n(2)], 3, |p| *p), Settle::BecomeOwner);
     assert_eq!(
         settle(n(3), n(1), &[n(2), n(3), n(4)], 3, |p| *p),
-        Settle::AskOwner(n(1))
+        Settle::Holder {
+            owner: n(1),
+            others: vec![n(2)]
+        }
     );
     assert_eq!(
         settle(n(4), n(1), &[n(2), n(3), n(4)], 3, |p| *p),
@@ -325,8 +332,13 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
     );
     let all = [n(1), n(2), n(3)];
     assert_eq!(
-        after_challenge(&all, &[Shown::Proved; 3], n(1), 3, |p| *p),
+        after_challenge(&all, &[Shown::Proved; 3], n(1), 3, true, |p| *p),
         Surplus::Drop
+    );
+    // A holder never drops its own copy; it only gives copies to those that lack one.
+    assert_eq!(
+        after_challenge(&all, &[Shown::Proved; 3], n(1), 3, false, |p| *p),
+        Surplus::Restore(vec![])
     );
     assert_eq!(
         after_challenge(
@@ -334,6 +346,7 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
             &[Shown::Not, Shown::Proved, Shown::Not],
             n(1),
             3,
+            true,
             |p| *p
         ),
         Surplus::Restore(vec![(n(1), Role::Owner), (n(3), Role::Replica)])
@@ -354,6 +367,48 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
         vec![
             InventoryStep::Apply(Box::new(stone("alice", 600, mine.clone()))),
             InventoryStep::Push(other.key)
+        ]
+    );
+}
+
+#[test]
+fn a_leave_places_each_copy_where_it_is_lacking() {
+    use super::plan::hand_over;
+    let owned = FileMeta {
+        key: Id([1; 20]),
+        role: Role::Owner,
+        ..version("alice", 1, 1)
+    };
+    let replica = FileMeta {
+        key: Id([2; 20]),
+        ..version("alice", 1, 2)
+    };
+    let everywhere = FileMeta {
+        key: Id([3; 20]),
+        ..version("alice", 1, 3)
+    };
+    let held = [owned.clone(), replica.clone(), everywhere.clone()];
+    // The first successor lacks the replica only; the second lacks the owned file.
+    let lacks = vec![Some(vec![replica.key]), Some(vec![owned.key]), Some(vec![])];
+    assert_eq!(
+        hand_over(&held, &lacks),
+        vec![
+            // The successor takes over ownership, and a new copy goes where it was lacking.
+            (0, owned.key, Role::Owner),
+            (1, owned.key, Role::Replica),
+            (0, replica.key, Role::Replica),
+            // Everyone claims this one: the first successor gets it anyway (a liar may claim).
+            (0, everywhere.key, Role::Replica),
+        ]
+    );
+    // Nobody answered: the first successor gets everything, as before.
+    let silent = vec![None, None];
+    assert_eq!(
+        hand_over(&held, &silent),
+        vec![
+            (0, owned.key, Role::Owner),
+            (0, replica.key, Role::Replica),
+            (0, everywhere.key, Role::Replica),
         ]
     );
 }

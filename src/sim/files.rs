@@ -17,12 +17,12 @@ use rand::Rng;
 use crate::chord::{Id, LookupError, LookupId, LookupResult, NodeRef};
 use crate::records::{FileMeta, Removal, Role, Tombstone};
 use crate::replica::plan::{
-    after_challenge, after_inventory, after_owner_stat, plan_round, settle, Copy, InventoryStep,
-    OwnerCheck, Place, Settle, Surplus,
+    after_challenge, after_inventory, after_owner_stat, hand_over, plan_round, settle, Copy,
+    InventoryStep, OwnerCheck, Place, Settle, Surplus,
 };
-use crate::replica::{admit, shown, Admit, Offer, Said, Shown};
+use crate::replica::{self, admit, shown, Admit, Offer, Said, Shown};
 
-use super::files_state::{Challenge, FileMsg, FileStats, Held, Looking, NodeFiles};
+use super::files_state::{Challenge, FileMsg, FileStats, Held, Leaving, Looking, NodeFiles};
 use super::world::{Addr, Sim};
 
 /// The mark an uploader's signature stands for here.
@@ -151,7 +151,10 @@ impl Sim {
                 .map(|f| f.held.keys().copied().collect())
                 .unwrap_or_default();
             for key in keys {
-                self.drop_copy(*addr, &key, false);
+                if let Some(files) = self.files_of_mut(*addr) {
+                    files.held.remove(&key);
+                }
+                self.count_copy(&key, -1, "an eclipse");
             }
             if let Some(files) = self.files_of_mut(*addr) {
                 files.hostile = true;
@@ -163,12 +166,19 @@ impl Sim {
     // ---- the repair round ----
 
     /// One repair round at `addr`, as `replica::plan` lays it out.
-    pub(super) fn files_round(&mut self, addr: Addr) {
+    /// `periodic`: the node's regular round (it schedules the next one); otherwise a round
+    /// run at once because the node's neighbours changed, as the libp2p node's repair loop
+    /// wakes on `ring_changed`.
+    pub(super) fn files_round(&mut self, addr: Addr, periodic: bool) {
         let Some(cfg) = self.files.as_ref().map(|w| w.config.clone()) else {
             return;
         };
-        let next = self.now + cfg.repair_interval.as_nanos() as u64;
-        self.schedule_repair(addr, next);
+        if periodic {
+            let next = self.now + cfg.repair_interval.as_nanos() as u64;
+            self.schedule_repair(addr, next);
+        } else if let Some(files) = self.files_of_mut(addr) {
+            files.woken = false;
+        }
         if self.is_hostile(addr) {
             return;
         }
@@ -176,13 +186,17 @@ impl Sim {
             return;
         };
         let stale = (cfg.repair_interval * cfg.stale_rounds).as_nanos() as u64;
+        let round = cfg.repair_interval.as_nanos() as u64;
         let now = self.now;
         let Some(files) = self.files_of(addr) else {
             return;
         };
         let copies = files.held.values().map(|h| Copy {
             meta: &h.meta,
-            unconfirmed: h.confirmed.is_none_or(|t| now.saturating_sub(t) > stale),
+            // Unconfirmed for the stale period, it is settled every round until an owner
+            // confirms it again (a lying owner never does).
+            unconfirmed: h.confirmed.is_none_or(|t| now.saturating_sub(t) > stale)
+                && h.checked.is_none_or(|t| now.saturating_sub(t) >= round),
             corrupt: false,
         });
         let plan = plan_round(place, copies, cfg.batch);
@@ -191,10 +205,14 @@ impl Sim {
             .iter()
             .filter_map(|k| files.held.get(k).map(|h| h.meta.clone()))
             .collect();
+        let patience = 4 * self.config().chord.rpc_timeout.as_nanos() as u64;
         let busy = |key: &Id| {
             files.looking.values().any(|l| matches!(l, Looking::HandOff(k) | Looking::Settle(k) if k == key))
                 || files.challenges.contains_key(key)
-                || files.handing.contains_key(key)
+                || files
+                    .handing
+                    .get(key)
+                    .is_some_and(|(_, at)| now.saturating_sub(*at) < patience)
         };
         let hand_off: Vec<Id> = plan.hand_off.iter().filter(|k| !busy(k)).copied().collect();
         let settles: Vec<Id> = plan.settle.iter().filter(|k| !busy(k)).copied().collect();
@@ -244,8 +262,9 @@ impl Sim {
                 if found.owner.id == me {
                     self.set_role(addr, &key, Role::Owner);
                 } else if let Some(meta) = self.copy_at(addr, &key) {
+                    let now = self.now;
                     if let Some(files) = self.files_of_mut(addr) {
-                        files.handing.insert(key, found.owner.addr);
+                        files.handing.insert(key, (found.owner.addr, now));
                     }
                     let role = Role::Owner;
                     self.send_file(addr, found.owner.addr, FileMsg::Push { meta, role });
@@ -254,20 +273,31 @@ impl Sim {
             Looking::Settle(key) => {
                 match settle(me, found.owner.clone(), &found.backups, replicas, |p| p.id) {
                     Settle::BecomeOwner => self.set_role(addr, &key, Role::Owner),
-                    Settle::AskOwner(owner) => {
-                        self.send_file(addr, owner.addr, FileMsg::Stat { key })
+                    Settle::Holder { owner, others } => {
+                        self.send_file(addr, owner.addr, FileMsg::Stat { key });
+                        self.challenge(addr, key, owner.id, others, false);
                     }
                     Settle::Challenge { owner, responsible } => {
-                        self.challenge(addr, key, owner.id, responsible)
+                        self.challenge(addr, key, owner.id, responsible, true)
                     }
                 }
-                self.confirm(addr, &key);
+                let now = self.now;
+                if let Some(h) = self.files_of_mut(addr).and_then(|f| f.held.get_mut(&key)) {
+                    h.checked = Some(now);
+                }
             }
         }
         true
     }
 
-    fn challenge(&mut self, addr: Addr, key: Id, owner: Id, responsible: Vec<NodeRef<Addr>>) {
+    fn challenge(
+        &mut self,
+        addr: Addr,
+        key: Id,
+        owner: Id,
+        responsible: Vec<NodeRef<Addr>>,
+        surplus: bool,
+    ) {
         let nonce: u64 = self.rng().gen();
         let targets: Vec<Addr> = responsible.iter().map(|p| p.addr).collect();
         let shown = vec![None; responsible.len()];
@@ -277,6 +307,7 @@ impl Sim {
         files.challenges.insert(
             key,
             Challenge {
+                surplus,
                 nonce,
                 owner,
                 responsible,
@@ -300,9 +331,10 @@ impl Sim {
             return;
         };
         let shown: Vec<Shown> = challenge.shown.iter().map(|s| s.unwrap_or(Shown::Not)).collect();
-        match after_challenge(&challenge.responsible, &shown, challenge.owner, replicas, |p| p.id) {
+        let (owner, surplus) = (challenge.owner, challenge.surplus);
+        match after_challenge(&challenge.responsible, &shown, owner, replicas, surplus, |p| p.id) {
             Surplus::Drop => {
-                self.drop_copy(addr, &key, true);
+                self.drop_copy(addr, &key);
                 if let Some(w) = self.files.as_mut() {
                     w.stats.surplus_dropped += 1;
                 }
@@ -355,6 +387,15 @@ impl Sim {
                 self.send_file(to, from, reply);
             }
             FileMsg::InventoryReply { missing, removed } => {
+                if let Some(leaving) = self.files_of_mut(to).and_then(|f| f.leaving.as_mut()) {
+                    if let Some(i) = leaving.successors.iter().position(|s| *s == from) {
+                        leaving.lacks[i] = Some(missing);
+                        if leaving.lacks.iter().all(Option::is_some) {
+                            self.files_finish_leave(to);
+                        }
+                        return;
+                    }
+                }
                 let Some(sent) = self.files_of_mut(to).and_then(|f| f.inventories.remove(&from))
                 else {
                     return;
@@ -411,7 +452,7 @@ impl Sim {
                 let handed = self
                     .files_of_mut(to)
                     .and_then(|f| f.handing.remove(&key))
-                    .is_some_and(|at| at == from);
+                    .is_some_and(|(at, _)| at == from);
                 if handed && stored {
                     self.set_role(to, &key, Role::Replica);
                 }
@@ -453,15 +494,27 @@ impl Sim {
                         key,
                         held: None,
                         proof: Some(nonce ^ 0x5a5a),
+                        keeps: true,
                     }
                 } else {
                     let held = self.copy_at(to, &key);
                     let proof = held.as_ref().map(|m| proof_of(nonce, m));
-                    FileMsg::ProofReply { key, held, proof }
+                    let keeps = self.keeps_copy(to, &key);
+                    FileMsg::ProofReply {
+                        key,
+                        held,
+                        proof,
+                        keeps,
+                    }
                 };
                 self.send_file(to, from, reply);
             }
-            FileMsg::ProofReply { key, held, proof } => {
+            FileMsg::ProofReply {
+                key,
+                held,
+                proof,
+                keeps,
+            } => {
                 let Some(mine) = self.copy_at(to, &key) else {
                     return;
                 };
@@ -474,7 +527,7 @@ impl Sim {
                 };
                 let held = held.filter(signed);
                 let matches = proof == Some(proof_of(challenge.nonce, &mine));
-                challenge.shown[at] = Some(shown(&mine, held.as_ref(), matches));
+                challenge.shown[at] = Some(shown(&mine, held.as_ref(), matches, keeps));
                 if challenge.shown.iter().all(Option::is_some) {
                     self.finish_challenge(to, key);
                 }
@@ -482,25 +535,72 @@ impl Sim {
         }
     }
 
-    // ---- informed leaves and crashes ----
-
-    /// Before an informed leave: every copy goes to the first successor.
-    pub(super) fn files_before_leave(&mut self, addr: Addr) {
-        let Some(succ) = self.node(addr).and_then(|n| {
-            let me = n.id();
-            n.successors().iter().find(|s| s.id != me).map(|s| s.addr)
-        }) else {
+    /// The node's predecessor or successor changed: a round soon (bursts of changes within
+    /// 100 ms share one).
+    pub(super) fn files_ring_changed(&mut self, addr: Addr) {
+        let Some(files) = self.files_of_mut(addr) else {
             return;
         };
-        let copies: Vec<FileMeta> = self
+        if files.woken {
+            return;
+        }
+        files.woken = true;
+        let at = self.now + 100_000_000;
+        self.schedule_repair_now(addr, at);
+    }
+
+    // ---- informed leaves and crashes ----
+
+    /// An informed leave with files: ask the first R successors what they lack (an
+    /// inventory of everything held) and leave once they answered, or at a deadline. Returns
+    /// false if there is nothing to hand over (leave at once).
+    pub(super) fn files_begin_leave(&mut self, addr: Addr) -> bool {
+        let replicas = self.files_replicas();
+        let Some((_, successors)) = self.place_of(addr, replicas + 1) else {
+            return false;
+        };
+        let Some(files) = self.files_of_mut(addr) else {
+            return false;
+        };
+        if files.leaving.is_some() {
+            return true;
+        }
+        if files.hostile || files.held.is_empty() || successors.is_empty() {
+            return false;
+        }
+        let entries: Vec<FileMeta> = files.held.values().map(|h| h.meta.clone()).collect();
+        let targets: Vec<Addr> = successors.iter().map(|s| s.addr).take(replicas).collect();
+        files.leaving = Some(Leaving {
+            lacks: vec![None; targets.len()],
+            successors: targets.clone(),
+        });
+        for to in targets {
+            let entries = entries.clone();
+            self.send_file(addr, to, FileMsg::Inventory { entries });
+        }
+        let due = self.now + 2 * self.config().chord.rpc_timeout.as_nanos() as u64;
+        self.schedule_leave_due(addr, due);
+        true
+    }
+
+    /// The leave goes ahead: copies where they are lacking (`replica::plan::hand_over`), then
+    /// the Chord leave.
+    pub(super) fn files_finish_leave(&mut self, addr: Addr) {
+        let Some(leaving) = self.files_of_mut(addr).and_then(|f| f.leaving.take()) else {
+            return;
+        };
+        let held: Vec<FileMeta> = self
             .files_of(addr)
-            .filter(|f| !f.hostile)
             .map(|f| f.held.values().map(|h| h.meta.clone()).collect())
             .unwrap_or_default();
-        for meta in copies {
-            let role = meta.role;
-            self.send_file(addr, succ, FileMsg::Push { meta, role });
+        for (i, key, role) in hand_over(&held, &leaving.lacks) {
+            let Some(meta) = held.iter().find(|m| m.key == key) else {
+                continue;
+            };
+            let meta = FileMeta { role, ..meta.clone() };
+            self.send_file(addr, leaving.successors[i], FileMsg::Push { meta, role });
         }
+        self.leave_now(addr);
     }
 
     /// `node`'s copies are gone with it; a crash is remembered per file for the oracle.
@@ -522,7 +622,7 @@ impl Sim {
                     }
                 }
             }
-            self.count_copy(key, -1);
+            self.count_copy(key, -1, if crashed { "a crash" } else { "a leave" });
         }
     }
 
@@ -539,17 +639,24 @@ impl Sim {
         }
         let new = files
             .held
-            .insert(key, Held { meta, confirmed: Some(now) })
+            .insert(
+                key,
+                Held {
+                    meta,
+                    confirmed: Some(now),
+                    checked: None,
+                },
+            )
             .is_none();
         if new {
-            self.count_copy(&key, 1);
+            self.count_copy(&key, 1, "a store");
         }
     }
 
-    fn drop_copy(&mut self, addr: Addr, key: &Id, counted: bool) {
+    fn drop_copy(&mut self, addr: Addr, key: &Id) {
         let removed = self.files_of_mut(addr).and_then(|f| f.held.remove(key)).is_some();
-        if removed && (counted || !self.is_hostile(addr)) {
-            self.count_copy(key, -1);
+        if removed {
+            self.count_copy(key, -1, "a drop");
         }
     }
 
@@ -557,7 +664,7 @@ impl Sim {
         let key = stone.key();
         let removes = self.copy_at(addr, &key).is_some_and(|m| stone.removal.removes(&m));
         if removes {
-            self.drop_copy(addr, &key, true);
+            self.drop_copy(addr, &key);
             if let Some(files) = self.files_of_mut(addr) {
                 files.tombstones.insert(key, stone);
             }
@@ -565,13 +672,22 @@ impl Sim {
     }
 
     /// Live honest copies of `key` change by `delta`; the oracle runs when none is left.
-    fn count_copy(&mut self, key: &Id, delta: i32) {
+    /// Live honest copies of `key` change by `delta`; the oracle runs when none is left.
+    fn count_copy(&mut self, key: &Id, delta: i32, why: &str) {
         let now = self.now;
+        // Liars among the key's holders are failed holders too: they keep nothing.
+        let liars = if delta < 0 {
+            let holders = self.responsible_members(key);
+            holders.iter().filter(|a| self.is_hostile(**a)).count()
+        } else {
+            0
+        };
         let Some(w) = self.files.as_mut() else {
             return;
         };
         let count = w.copies.entry(*key).or_insert(0);
         *count = count.saturating_add_signed(delta);
+        tracing::trace!(key = %key.to_hex(), "{why}: {delta} → {} copies, {liars} liars", *count);
         if *count > 0 {
             w.gone.remove(key);
             return;
@@ -579,19 +695,25 @@ impl Sim {
         if !w.gone.insert(*key) {
             return;
         }
-        // Excused only if R of its holders crashed within one repair interval.
+        if why == "an eclipse" {
+            w.stats.eclipsed += 1;
+            return;
+        }
+        // Excused only if R of its holders failed: crashed within one repair interval, or
+        // hostile.
         let window = w.config.repair_interval.as_nanos() as u64;
-        let r = w.config.replicas;
+        let need = w.config.replicas.saturating_sub(liars).max(1);
         let excused = w.crashed_holders.get(key).is_some_and(|times| {
-            times.len() >= r
-                && times.back().copied().unwrap_or(0) - times[times.len() - r] <= window
-                && now - times.back().copied().unwrap_or(0) <= window
+            let last = times.back().copied().unwrap_or(0);
+            times.len() >= need
+                && last - times[times.len() - need] <= window
+                && now - last <= window
         });
         if excused {
             w.stats.lost_excused += 1;
         } else {
             w.stats.lost += 1;
-            let v = format!("file {} lost its last copy", &key.to_hex()[..8]);
+            let v = format!("file {} lost its last copy in {why}", &key.to_hex()[..8]);
             self.record_violation(v);
         }
     }
@@ -636,6 +758,25 @@ impl Sim {
         if let Some(h) = self.files_of_mut(addr).and_then(|f| f.held.get_mut(key)) {
             h.confirmed = Some(now);
         }
+    }
+
+    /// Whether `addr` keeps its copy of `key` as a holder: it owns the key, or an owner
+    /// confirmed the copy within the stale period.
+    fn keeps_copy(&self, addr: Addr, key: &Id) -> bool {
+        let Some(w) = self.files.as_ref() else {
+            return false;
+        };
+        let stale = (w.config.repair_interval * w.config.stale_rounds).as_nanos() as u64;
+        let Some((place, _)) = self.place_of(addr, 1) else {
+            return false;
+        };
+        let owns = replica::owns(key, &place.me, place.predecessor.as_ref(), place.alone);
+        let confirmed = self
+            .files_of(addr)
+            .and_then(|f| f.held.get(key))
+            .and_then(|h| h.confirmed)
+            .is_some_and(|t| self.now.saturating_sub(t) <= stale);
+        replica::keeps(owns, confirmed)
     }
 
     fn is_hostile(&self, addr: Addr) -> bool {

@@ -41,6 +41,8 @@ pub(super) struct Held {
     pub meta: FileMeta,
     /// When its owner last confirmed it (virtual ns), `None` since the node came.
     pub confirmed: Option<u64>,
+    /// When this node last settled it itself (not the owner's word).
+    pub checked: Option<u64>,
 }
 
 /// A lookup the file layer started, and why.
@@ -50,9 +52,11 @@ pub(super) enum Looking {
     Settle(Id),
 }
 
-/// A challenge of the responsible nodes for a surplus copy, collecting proofs.
+/// A challenge of the responsible nodes (of the others, for a holder), collecting proofs.
 #[derive(Clone, Debug)]
 pub(super) struct Challenge {
+    /// The copy is surplus here (it may go if all prove), not one this node holds for the key.
+    pub surplus: bool,
     pub nonce: u64,
     pub owner: Id,
     pub responsible: Vec<NodeRef<Addr>>,
@@ -70,8 +74,18 @@ pub(super) struct NodeFiles {
     pub challenges: BTreeMap<Id, Challenge>,
     /// Inventories sent and not answered yet, by holder: what they listed.
     pub inventories: BTreeMap<Addr, Vec<FileMeta>>,
-    /// Hand-offs sent, by key, to whom.
-    pub handing: BTreeMap<Id, Addr>,
+    /// Hand-offs sent, by key: to whom, and when (virtual ns; a lost answer expires).
+    pub handing: BTreeMap<Id, (Addr, u64)>,
+    /// An informed leave under way: the successors asked, and what each said it lacks.
+    pub leaving: Option<Leaving>,
+    /// A round after a change of neighbours is already queued.
+    pub woken: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Leaving {
+    pub successors: Vec<Addr>,
+    pub lacks: Vec<Option<Vec<Id>>>,
 }
 
 /// File messages between simulated nodes. A `Push` stands for a whole transfer.
@@ -84,7 +98,7 @@ pub(super) enum FileMsg {
     Stat { key: Id },
     StatReply { key: Id, held: Option<FileMeta>, removed: Option<Tombstone> },
     Prove { key: Id, nonce: u64 },
-    ProofReply { key: Id, held: Option<FileMeta>, proof: Option<u64> },
+    ProofReply { key: Id, held: Option<FileMeta>, proof: Option<u64>, keeps: bool },
 }
 
 /// What the file oracle and the reports need.
@@ -94,14 +108,17 @@ pub struct FileStats {
     /// Files with no live copy left, where fewer than R of their holders crashed within one
     /// repair interval: the rule was broken (must stay 0).
     pub lost: u64,
-    /// Files with no live copy left after R or more of their holders crashed within one repair
-    /// interval: beyond what R copies can survive.
+    /// Files with no live copy left after R or more of their holders failed (crashed within
+    /// one repair interval, or hostile): beyond what R copies can survive.
     pub lost_excused: u64,
     /// File messages sent, and pushes (whole copies) among them.
     pub messages: u64,
     pub pushes: u64,
     /// Copies dropped as surplus (every responsible node proved it held the file).
     pub surplus_dropped: u64,
+    /// Files whose every honest copy sat on members that turned hostile: withheld by an
+    /// eclipse of their key, which R copies cannot prevent.
+    pub eclipsed: u64,
 }
 
 /// The ground truth of the file layer.

@@ -124,7 +124,9 @@ enum Action {
         msg: FileMsg,
     },
     Repair(Addr),
+    RepairNow(Addr),
     ChallengeDue(Addr, Id),
+    LeaveDue(Addr),
 }
 
 struct Scheduled {
@@ -400,16 +402,24 @@ impl Sim {
         }
     }
 
-    /// Informed leave: the node tells its neighbours (`ChordNode::leave`), its messages go
-    /// out, then it vanishes without waiting for their acknowledgements.
+    /// Informed leave: the node hands its files over (with files on: it asks its successors
+    /// what they lack first, and leaves once they answered or a deadline passed), tells its
+    /// neighbours (`ChordNode::leave`), its messages go out, then it vanishes without waiting
+    /// for their acknowledgements.
     pub fn leave(&mut self, addr: Addr) {
+        if self.files_begin_leave(addr) {
+            return;
+        }
+        self.leave_now(addr);
+    }
+
+    pub(super) fn leave_now(&mut self, addr: Addr) {
         let now = self.instant();
         let Some(node) = self.slot_mut(addr) else {
             return;
         };
         node.core.leave(now);
         self.drain(addr);
-        self.files_before_leave(addr);
         if self.remove_node(addr, false) {
             self.counters.leaves += 1;
         }
@@ -657,9 +667,16 @@ impl Sim {
                 if self.slot(addr).is_none() {
                     return false;
                 }
-                self.files_round(addr);
+                self.files_round(addr, true);
+            }
+            Action::RepairNow(addr) => {
+                if self.slot(addr).is_none() {
+                    return false;
+                }
+                self.files_round(addr, false);
             }
             Action::ChallengeDue(addr, key) => self.finish_challenge(addr, key),
+            Action::LeaveDue(addr) => self.files_finish_leave(addr),
         }
         true
     }
@@ -682,8 +699,16 @@ impl Sim {
         self.push(at, Action::Repair(addr));
     }
 
+    pub(super) fn schedule_repair_now(&mut self, addr: Addr, at: u64) {
+        self.push(at, Action::RepairNow(addr));
+    }
+
     pub(super) fn schedule_challenge_due(&mut self, addr: Addr, key: Id, at: u64) {
         self.push(at, Action::ChallengeDue(addr, key));
+    }
+
+    pub(super) fn schedule_leave_due(&mut self, addr: Addr, at: u64) {
+        self.push(at, Action::LeaveDue(addr));
     }
 
     pub(super) fn transmit_file(&mut self, from: Addr, to: Addr, msg: FileMsg) {
@@ -807,7 +832,10 @@ impl Sim {
                 self.push(at, Action::RetryJoin(addr));
             }
             Event::LookupDone { id, result } => self.on_lookup_done(addr, id, result),
-            Event::Left | Event::PredecessorChanged { .. } | Event::SuccessorChanged { .. } => {}
+            Event::PredecessorChanged { .. } | Event::SuccessorChanged { .. } => {
+                self.files_ring_changed(addr)
+            }
+            Event::Left => {}
         }
     }
 
