@@ -153,7 +153,10 @@ fn main() -> anyhow::Result<()> {
             args.files,
             args.replicas,
             match placed {
-                Ok(t) => format!("every file at exactly its R holders after {:.0} s", t.as_secs_f64()),
+                Ok(t) => format!(
+                    "every file at exactly its R holders after {:.0} s",
+                    t.as_secs_f64()
+                ),
                 Err(e) => format!("not all in place after 600 s: {e}"),
             }
         );
@@ -293,7 +296,10 @@ fn report_files(sim: &mut Sim) {
     println!(
         "after settling: {} ({:.1} s wall); copies per file {:?}",
         match placed {
-            Ok(t) => format!("every file at exactly its R holders after {:.0} s", t.as_secs_f64()),
+            Ok(t) => format!(
+                "every file at exactly its R holders after {:.0} s",
+                t.as_secs_f64()
+            ),
             Err(e) => format!("not all in place: {e}"),
         },
         wall.elapsed().as_secs_f64(),

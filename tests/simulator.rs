@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chord_p2p::sim::scenario::{self, Churn};
-use chord_p2p::sim::{LookupStats, NetConfig, Sim, SimConfig, Summary};
+use chord_p2p::sim::{FilesConfig, LookupStats, NetConfig, Sim, SimConfig, Summary};
 
 const MAX_SETTLE: Duration = Duration::from_secs(600);
 
@@ -224,4 +224,60 @@ fn the_oracle_catches_a_broken_ring() {
         "{:?}",
         sim.violations()
     );
+}
+
+/// A ring of `n` with `files` files on it (R = 3), every node running the replica core.
+fn ring_with_files(seed: u64, n: usize, files: usize) -> Sim {
+    let mut cfg = SimConfig::new(seed, 8);
+    cfg.files = Some(FilesConfig::default());
+    let mut sim = Sim::new(cfg);
+    scenario::grow(&mut sim, n, 0.25, Duration::from_secs(600));
+    settled(&mut sim);
+    for i in 0..files {
+        assert!(sim.put_file(&format!("f{i}"), 1 << 20));
+    }
+    sim
+}
+
+#[test]
+fn files_survive_churn_loss_and_a_liar_and_settle_at_exactly_r_copies() {
+    for hostile in [0, 1] {
+        let mut sim = ring_with_files(17, 150, 1500);
+        if hostile > 0 {
+            assert_eq!(sim.make_hostile(hostile).len(), hostile);
+        }
+        sim.set_net(faulty(&sim, 0.01, 0.01));
+        let churn = Churn {
+            rate: 0.6,
+            leave_share: 0.5,
+            lookups_per_interval: 5.0,
+            duration: Duration::from_secs(60),
+        };
+        scenario::churn(&mut sim, &churn);
+        sim.set_net(faulty(&sim, 0.0, 0.0));
+        settled(&mut sim);
+        let placed = scenario::settle_files(&mut sim, Duration::from_secs(300));
+        let stats = sim.file_stats();
+        assert!(sim.counters().crashes > 0 && sim.counters().leaves > 0);
+        assert!(stats.pushes > 0, "repair never moved a copy");
+        // No file lost while fewer than R of its holders failed; the oracle checked on every
+        // change of every file's copies (a loss is a violation).
+        assert_eq!(stats.lost, 0, "hostile {hostile}: {:#?}", sim.violations());
+        assert_clean(&sim);
+        let copies = sim.copies_histogram();
+        if hostile == 0 {
+            // Once settled, exactly R copies of each file, at its R rightful holders.
+            placed.unwrap_or_else(|e| panic!("not in place: {e}"));
+            let lost_beyond = stats.lost_excused;
+            assert_eq!(
+                copies.get(&3).copied().unwrap_or(0) + lost_beyond,
+                1500,
+                "{copies:?}"
+            );
+        } else {
+            // A liar among a key's holders keeps nothing: the honest ones hold at least R-1.
+            assert!(copies.keys().all(|&c| c >= 2 || c == 0), "{copies:?}");
+            assert_eq!(copies.get(&0).copied().unwrap_or(0), stats.lost_excused);
+        }
+    }
 }

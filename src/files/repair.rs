@@ -311,7 +311,9 @@ impl Files {
             }
         });
         let shown = futures::future::join_all(asks).await;
-        match after_challenge(responsible, &shown, owner, self.replicas(), surplus, |p| p.id) {
+        match after_challenge(responsible, &shown, owner, self.replicas(), surplus, |p| {
+            p.id
+        }) {
             Surplus::Drop => {
                 if self.drop_if_unchanged(meta) {
                     tracing::info!(

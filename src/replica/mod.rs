@@ -189,7 +189,12 @@ pub fn may_drop_surplus(shown: &[Shown], replicas: usize) -> bool {
 /// whether the holder keeps the copy as one of the key's holders (see [`keeps`]). A holder
 /// whose own copy is surplus does not count: two surplus holders would otherwise vouch for
 /// each other and both let their copies go.
-pub fn shown(mine: &FileMeta, theirs: Option<&FileMeta>, proof_matches: bool, keeps: bool) -> Shown {
+pub fn shown(
+    mine: &FileMeta,
+    theirs: Option<&FileMeta>,
+    proof_matches: bool,
+    keeps: bool,
+) -> Shown {
     match theirs {
         _ if !keeps => Shown::Not,
         Some(t) if same_version(t, mine) && proof_matches => Shown::Proved,

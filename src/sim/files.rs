@@ -70,13 +70,22 @@ impl Sim {
         world.stats.files += 1;
         for (i, addr) in holders.into_iter().enumerate() {
             let role = if i == 0 { Role::Owner } else { Role::Replica };
-            self.store_copy(addr, FileMeta { role, ..meta.clone() });
+            self.store_copy(
+                addr,
+                FileMeta {
+                    role,
+                    ..meta.clone()
+                },
+            );
         }
         true
     }
 
     pub fn file_stats(&self) -> FileStats {
-        self.files.as_ref().map(|w| w.stats.clone()).unwrap_or_default()
+        self.files
+            .as_ref()
+            .map(|w| w.stats.clone())
+            .unwrap_or_default()
     }
 
     /// Live honest copies per file: how many files have 0, 1, 2, … copies.
@@ -84,7 +93,8 @@ impl Sim {
         let mut out = std::collections::BTreeMap::new();
         if let Some(world) = &self.files {
             for key in world.files.keys() {
-                *out.entry(world.copies.get(key).copied().unwrap_or(0)).or_insert(0) += 1;
+                *out.entry(world.copies.get(key).copied().unwrap_or(0))
+                    .or_insert(0) += 1;
             }
         }
         out
@@ -97,7 +107,8 @@ impl Sim {
         let Some(world) = &self.files else {
             return Ok(());
         };
-        for key in world.files.keys() {
+        // Files lost beyond what R copies survive are reported elsewhere, not misplaced.
+        for key in world.files.keys().filter(|k| !world.gone.contains(*k)) {
             let want = self.responsible_members(key);
             let mut got: Vec<Addr> = self
                 .nodes()
@@ -120,9 +131,15 @@ impl Sim {
                 ));
             }
             if let Some(owner) = want.first().filter(|a| !self.is_hostile(**a)) {
-                let role = self.files_of(*owner).and_then(|f| f.held.get(key)).map(|h| h.meta.role);
+                let role = self
+                    .files_of(*owner)
+                    .and_then(|f| f.held.get(key))
+                    .map(|h| h.meta.role);
                 if role != Some(Role::Owner) {
-                    return Err(format!("{}: owner holds it as {role:?}", &key.to_hex()[..8]));
+                    return Err(format!(
+                        "{}: owner holds it as {role:?}",
+                        &key.to_hex()[..8]
+                    ));
                 }
             }
         }
@@ -207,7 +224,10 @@ impl Sim {
             .collect();
         let patience = 4 * self.config().chord.rpc_timeout.as_nanos() as u64;
         let busy = |key: &Id| {
-            files.looking.values().any(|l| matches!(l, Looking::HandOff(k) | Looking::Settle(k) if k == key))
+            files
+                .looking
+                .values()
+                .any(|l| matches!(l, Looking::HandOff(k) | Looking::Settle(k) if k == key))
                 || files.challenges.contains_key(key)
                 || files
                     .handing
@@ -324,15 +344,29 @@ impl Sim {
     /// The challenge of `key` at `addr` is decided: with every answer, or at its deadline.
     pub(super) fn finish_challenge(&mut self, addr: Addr, key: Id) {
         let replicas = self.files_replicas();
-        let Some(challenge) = self.files_of_mut(addr).and_then(|f| f.challenges.remove(&key)) else {
+        let Some(challenge) = self
+            .files_of_mut(addr)
+            .and_then(|f| f.challenges.remove(&key))
+        else {
             return;
         };
         let Some(meta) = self.copy_at(addr, &key) else {
             return;
         };
-        let shown: Vec<Shown> = challenge.shown.iter().map(|s| s.unwrap_or(Shown::Not)).collect();
+        let shown: Vec<Shown> = challenge
+            .shown
+            .iter()
+            .map(|s| s.unwrap_or(Shown::Not))
+            .collect();
         let (owner, surplus) = (challenge.owner, challenge.surplus);
-        match after_challenge(&challenge.responsible, &shown, owner, replicas, surplus, |p| p.id) {
+        match after_challenge(
+            &challenge.responsible,
+            &shown,
+            owner,
+            replicas,
+            surplus,
+            |p| p.id,
+        ) {
             Surplus::Drop => {
                 self.drop_copy(addr, &key);
                 if let Some(w) = self.files.as_mut() {
@@ -341,7 +375,10 @@ impl Sim {
             }
             Surplus::Restore(to) => {
                 for (node, role) in to {
-                    let meta = FileMeta { role, ..meta.clone() };
+                    let meta = FileMeta {
+                        role,
+                        ..meta.clone()
+                    };
                     self.send_file(addr, node.addr, FileMsg::Push { meta, role });
                 }
             }
@@ -396,7 +433,9 @@ impl Sim {
                         return;
                     }
                 }
-                let Some(sent) = self.files_of_mut(to).and_then(|f| f.inventories.remove(&from))
+                let Some(sent) = self
+                    .files_of_mut(to)
+                    .and_then(|f| f.inventories.remove(&from))
                 else {
                     return;
                 };
@@ -430,7 +469,9 @@ impl Sim {
                         direct: false,
                     };
                     let held = self.copy_at(to, &key);
-                    let stone = self.files_of(to).and_then(|f| f.tombstones.get(&key).cloned());
+                    let stone = self
+                        .files_of(to)
+                        .and_then(|f| f.tombstones.get(&key).cloned());
                     match admit(offer, held.as_ref(), stone.as_ref(), now_ms) {
                         Admit::Accept => {
                             self.store_copy(to, FileMeta { role, ..meta });
@@ -464,7 +505,10 @@ impl Sim {
                     let files = self.files_of(to);
                     (
                         files.and_then(|f| f.held.get(&key)).map(|h| h.meta.clone()),
-                        files.and_then(|f| f.tombstones.get(&key)).cloned(),
+                        files
+                            .and_then(|f| f.tombstones.get(&key))
+                            .cloned()
+                            .map(Box::new),
                     )
                 };
                 self.send_file(to, from, FileMsg::StatReply { key, held, removed });
@@ -475,7 +519,7 @@ impl Sim {
                 };
                 let said = match (held.filter(signed), removed) {
                     (Some(meta), _) => Said::Holds(meta),
-                    (None, Some(stone)) if signed(&stone.removed) => Said::Removed(stone),
+                    (None, Some(stone)) if signed(&stone.removed) => Said::Removed(*stone),
                     _ => Said::Nothing,
                 };
                 match after_owner_stat(&mine, &said) {
@@ -518,7 +562,9 @@ impl Sim {
                 let Some(mine) = self.copy_at(to, &key) else {
                     return;
                 };
-                let Some(challenge) = self.files_of_mut(to).and_then(|f| f.challenges.get_mut(&key))
+                let Some(challenge) = self
+                    .files_of_mut(to)
+                    .and_then(|f| f.challenges.get_mut(&key))
                 else {
                     return;
                 };
@@ -597,7 +643,10 @@ impl Sim {
             let Some(meta) = held.iter().find(|m| m.key == key) else {
                 continue;
             };
-            let meta = FileMeta { role, ..meta.clone() };
+            let meta = FileMeta {
+                role,
+                ..meta.clone()
+            };
             self.send_file(addr, leaving.successors[i], FileMsg::Push { meta, role });
         }
         self.leave_now(addr);
@@ -654,7 +703,10 @@ impl Sim {
     }
 
     fn drop_copy(&mut self, addr: Addr, key: &Id) {
-        let removed = self.files_of_mut(addr).and_then(|f| f.held.remove(key)).is_some();
+        let removed = self
+            .files_of_mut(addr)
+            .and_then(|f| f.held.remove(key))
+            .is_some();
         if removed {
             self.count_copy(key, -1, "a drop");
         }
@@ -662,7 +714,9 @@ impl Sim {
 
     fn apply_tombstone(&mut self, addr: Addr, stone: Tombstone) {
         let key = stone.key();
-        let removes = self.copy_at(addr, &key).is_some_and(|m| stone.removal.removes(&m));
+        let removes = self
+            .copy_at(addr, &key)
+            .is_some_and(|m| stone.removal.removes(&m));
         if removes {
             self.drop_copy(addr, &key);
             if let Some(files) = self.files_of_mut(addr) {
@@ -744,7 +798,8 @@ impl Sim {
     }
 
     fn holds(&self, addr: Addr, key: &Id) -> bool {
-        self.files_of(addr).is_some_and(|f| f.held.contains_key(key))
+        self.files_of(addr)
+            .is_some_and(|f| f.held.contains_key(key))
     }
 
     fn set_role(&mut self, addr: Addr, key: &Id, role: Role) {

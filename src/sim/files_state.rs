@@ -91,14 +91,39 @@ pub(super) struct Leaving {
 /// File messages between simulated nodes. A `Push` stands for a whole transfer.
 #[derive(Clone, Debug)]
 pub(super) enum FileMsg {
-    Inventory { entries: Vec<FileMeta> },
-    InventoryReply { missing: Vec<Id>, removed: Vec<Tombstone> },
-    Push { meta: FileMeta, role: Role },
-    PushReply { key: Id, stored: bool },
-    Stat { key: Id },
-    StatReply { key: Id, held: Option<FileMeta>, removed: Option<Tombstone> },
-    Prove { key: Id, nonce: u64 },
-    ProofReply { key: Id, held: Option<FileMeta>, proof: Option<u64>, keeps: bool },
+    Inventory {
+        entries: Vec<FileMeta>,
+    },
+    InventoryReply {
+        missing: Vec<Id>,
+        removed: Vec<Tombstone>,
+    },
+    Push {
+        meta: FileMeta,
+        role: Role,
+    },
+    PushReply {
+        key: Id,
+        stored: bool,
+    },
+    Stat {
+        key: Id,
+    },
+    StatReply {
+        key: Id,
+        held: Option<FileMeta>,
+        removed: Option<Box<Tombstone>>,
+    },
+    Prove {
+        key: Id,
+        nonce: u64,
+    },
+    ProofReply {
+        key: Id,
+        held: Option<FileMeta>,
+        proof: Option<u64>,
+        keeps: bool,
+    },
 }
 
 /// What the file oracle and the reports need.

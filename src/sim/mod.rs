@@ -28,6 +28,6 @@ pub mod scenario;
 pub mod stats;
 pub mod world;
 
-pub use stats::{Counters, LookupStats, Summary};
 pub use files_state::{FileStats, FilesConfig};
+pub use stats::{Counters, LookupStats, Summary};
 pub use world::{Addr, NetConfig, Op, Sim, SimConfig};

@@ -121,7 +121,7 @@ enum Action {
     File {
         from: Addr,
         to: Addr,
-        msg: FileMsg,
+        msg: Box<FileMsg>,
     },
     Repair(Addr),
     RepairNow(Addr),
@@ -661,7 +661,7 @@ impl Sim {
                     self.counters.undeliverable += 1;
                     return true;
                 }
-                self.on_file_msg(from, to, msg);
+                self.on_file_msg(from, to, *msg);
             }
             Action::Repair(addr) => {
                 if self.slot(addr).is_none() {
@@ -712,6 +712,7 @@ impl Sim {
     }
 
     pub(super) fn transmit_file(&mut self, from: Addr, to: Addr, msg: FileMsg) {
+        let msg = Box::new(msg);
         self.transmit(from, None, Action::File { from, to, msg });
     }
 
