@@ -12,8 +12,8 @@ use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENT
 use crate::net::PeerRef;
 use crate::node::NodeError;
 use crate::replica::plan::{
-    after_challenge, after_inventory, after_owner_stat, plan_round, settle, Copy, InventoryStep,
-    OwnerCheck, Settle, Surplus,
+    after_challenge, after_inventory, after_owner_stat, hand_over, plan_round, settle, Copy,
+    InventoryStep, OwnerCheck, Settle, Surplus,
 };
 use crate::replica::{self, Said, Shown};
 
@@ -389,20 +389,48 @@ impl Files {
             return;
         };
         let me = status.node.id;
-        let Some(succ) = status.successors.into_iter().find(|s| s.id != me) else {
+        let successors: Vec<PeerRef> = status
+            .successors
+            .into_iter()
+            .filter(|s| s.id != me)
+            .take(self.replicas())
+            .collect();
+        let Some(first) = successors.first().cloned() else {
             return;
         };
-        for meta in self.inner.store.list() {
-            // The successor takes over this node's keys; what it held as replicas stays so.
-            if let Err(e) = self.push(&succ, &meta, meta.role).await {
+        let held = self.inner.store.list();
+        let access = self.access();
+        // Which successor lacks what, so a leave never lowers a file's number of copies.
+        let asks = successors.iter().map(|succ| {
+            let (access, held) = (&access, &held);
+            async move {
+                let mut lacks = Vec::new();
+                for batch in held.chunks(MAX_INVENTORY) {
+                    let entries = batch.iter().map(inventory_entry).collect();
+                    match access
+                        .file_request(succ, FileRequest::Inventory { entries })
+                        .await
+                    {
+                        Ok(FileResponse::Inventory { missing, .. }) => lacks.extend(missing),
+                        _ => return None,
+                    }
+                }
+                Some(lacks)
+            }
+        });
+        let lacks = futures::future::join_all(asks).await;
+        for (at, key, role) in hand_over(&held, &lacks) {
+            let Some(meta) = held.iter().find(|m| m.key == key) else {
+                continue;
+            };
+            if let Err(e) = self.push(&successors[at], meta, role).await {
                 tracing::warn!(name = meta.name, "hand-off failed: {e}");
             }
         }
-        let access = self.access();
         for key in self.inner.store.removed_keys() {
             for tombstone in self.inner.store.tombstones(&key) {
                 let _ = access
-                    .file_request(&succ, FileRequest::Drop { tombstone })
+                    .file_request(&first, FileRequest::Drop { tombstone })
                     .await;
             }
         }
