@@ -56,6 +56,29 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// A version of `name` by `key`'s owner, signed with it.
+    pub fn signed(
+        key: &Keypair,
+        name: &str,
+        size: u64,
+        hash: Hash,
+        created: u64,
+        role: Role,
+    ) -> FileMeta {
+        let mut meta = FileMeta {
+            name: name.into(),
+            key: Id::hash(name.as_bytes()),
+            size,
+            hash,
+            role,
+            uploader: key.public().to_peer_id().to_string(),
+            created,
+            signature: Vec::new(),
+        };
+        meta.signature = meta.version().sign(key);
+        meta
+    }
+
     /// This version as its uploader signs it.
     pub fn version(&self) -> Version<'_> {
         Version {
@@ -311,18 +334,7 @@ mod tests {
     use super::*;
 
     fn meta(key: &Keypair, name: &str, created: u64) -> FileMeta {
-        let mut meta = FileMeta {
-            name: name.into(),
-            key: Id::hash(name.as_bytes()),
-            size: 5,
-            hash: [7; 32],
-            role: Role::Owner,
-            uploader: key.public().to_peer_id().to_string(),
-            created,
-            signature: Vec::new(),
-        };
-        meta.signature = meta.version().sign(key);
-        meta
+        FileMeta::signed(key, name, 5, [7; 32], created, Role::Owner)
     }
 
     #[test]

@@ -33,18 +33,31 @@ const REPAIR: Duration = Duration::from_millis(200);
 
 /// A version of `name` with `bytes`, signed by `key`.
 fn signed(key: &Keypair, name: &str, bytes: &[u8], created: u64) -> FileMeta {
-    let mut meta = FileMeta {
+    let size = bytes.len() as u64;
+    FileMeta::signed(key, name, size, blake3_of(bytes), created, Role::Owner)
+}
+
+/// An upload of `path` (`size` bytes) under `name` from `uploader`, dated `created`, sent raw
+/// over `stream`: the receiver's answer.
+async fn raw_upload(
+    stream: &mut libp2p::Stream,
+    uploader: PeerId,
+    path: &Path,
+    name: &str,
+    size: u64,
+    created: u64,
+) -> Result<(u32, chord_p2p::files::Hash), TransferError> {
+    let header = TransferRequest::Put {
         name: name.into(),
-        key: Id::hash(name.as_bytes()),
-        size: bytes.len() as u64,
-        hash: blake3_of(bytes),
+        size,
+        hash: None,
         role: Role::Owner,
-        uploader: key.public().to_peer_id().to_string(),
+        uploader: uploader.to_string(),
         created,
         signature: Vec::new(),
     };
-    meta.signature = meta.version().sign(key);
-    meta
+    let wait = Duration::from_secs(5);
+    transfer::put(stream, path, header, None, None, wait).await
 }
 
 async fn client_as(key: &Keypair) -> Client {
@@ -200,22 +213,14 @@ async fn signed_times_a_year_ahead_are_refused() {
     let uploader = refs[0];
     let target = refs[1];
     let mut stream = open_transfer(uploader, target.me()).await;
-    let header = TransferRequest::Put {
-        name: "future.txt".into(),
-        size: 14,
-        hash: None,
-        role: Role::Owner,
-        uploader: uploader.peer_id().to_string(),
-        created: unix_millis() + YEAR_MS,
-        signature: Vec::new(),
-    };
-    let e = transfer::put(
+    let later = unix_millis() + YEAR_MS;
+    let e = raw_upload(
         &mut stream,
+        uploader.peer_id(),
         &path,
-        header,
-        None,
-        None,
-        Duration::from_secs(5),
+        "future.txt",
+        14,
+        later,
     )
     .await
     .expect_err("refused");
@@ -581,25 +586,10 @@ async fn a_get_takes_only_the_chosen_version_and_leaves_nothing_when_a_holder_li
     .await;
     let mut stream = open_transfer(&node, &server).await;
     let path = write_file(dir.path(), "up", &good);
-    let header = TransferRequest::Put {
-        name: "up.txt".into(),
-        size: good.len() as u64,
-        hash: None,
-        role: Role::Owner,
-        uploader: node.peer_id().to_string(),
-        created: now,
-        signature: Vec::new(),
-    };
-    let e = transfer::put(
-        &mut stream,
-        &path,
-        header,
-        None,
-        None,
-        Duration::from_secs(5),
-    )
-    .await
-    .expect_err("Done without data");
+    let size = good.len() as u64;
+    let e = raw_upload(&mut stream, node.peer_id(), &path, "up.txt", size, now)
+        .await
+        .expect_err("Done without data");
     assert!(matches!(e, TransferError::Protocol(_)), "{e}");
     task.abort();
 }

@@ -59,17 +59,14 @@ impl Files {
             .map_err(transfer::local_error(path))?;
         let hash = copy_hashing(&mut source, path, &mut target, size, progress).await?;
         drop(target);
-        let mut meta = FileMeta {
-            name: name.clone(),
-            key,
+        let meta = FileMeta::signed(
+            &self.inner.identity,
+            &name,
             size,
             hash,
-            role: Role::Owner,
-            uploader: uploader.clone(),
             created,
-            signature: Vec::new(),
-        };
-        meta.signature = meta.version().sign(&self.inner.identity);
+            Role::Owner,
+        );
         match store.commit(incoming, meta.clone(), decide) {
             Err(StoreError::Refused(why)) => return Err(FilesError::Refused(why)),
             other => other?,
