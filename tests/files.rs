@@ -56,13 +56,6 @@ async fn all_gettable(nodes: &[&Node], dir: &Path, names: &[(String, Hash)]) {
     }
 }
 
-async fn settled_ring(n: usize, seed: u64) -> Vec<Node> {
-    let nodes = ring_one_by_one(n, &config(), seed).await;
-    let refs: Vec<&Node> = nodes.iter().collect();
-    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
-    nodes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_files_of_random_sizes_come_back_identical() {
     let nodes = settled_ring(8, 41).await;

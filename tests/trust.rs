@@ -175,9 +175,8 @@ async fn drops_signed_by_a_stranger_write_nothing_and_the_real_put_survives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_times_a_year_ahead_are_refused() {
-    let nodes = ring_one_by_one(3, &config(), 5).await;
+    let nodes = settled_ring(3, 5).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     let key = Keypair::generate_ed25519();
     let alice = client_as(&key).await;
     let entry = alice.connect(target_of(refs[0])).await.expect("connect");
@@ -369,9 +368,8 @@ fn honest_copies(nodes: &[&Node], name: &str, version: &FileMeta) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_member_placed_at_a_key_cannot_empty_it() {
-    let nodes = ring_one_by_one(3, &config(), 21).await;
+    let nodes = settled_ring(3, 21).await;
     let honest: Vec<&Node> = nodes.iter().collect();
-    wait_exact(&honest, 4, Duration::from_secs(30), "exact ring").await;
     let alice_key = Keypair::generate_ed25519();
     let alice = client_as(&alice_key).await;
     let entry = alice.connect(target_of(honest[0])).await.expect("connect");
@@ -602,9 +600,8 @@ fn signed_like(key: &Keypair, mut meta: FileMeta) -> FileMeta {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_puts_of_one_name_the_first_to_finish_owns_it() {
-    let nodes = ring_one_by_one(3, &config(), 8).await;
+    let nodes = settled_ring(3, 8).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     let mut alice = client_as(&Keypair::generate_ed25519()).await;
     alice.set_rate_limit(Some(1 << 20));
     let bob = client_as(&Keypair::generate_ed25519()).await;
@@ -735,9 +732,8 @@ async fn rm_is_final_at_once_and_for_a_holder_that_was_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_nodes_keep_exactly_three_copies_of_each_file() {
-    let nodes = ring_one_by_one(4, &config(), 44).await;
+    let nodes = settled_ring(4, 44).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     let src = tempfile::tempdir().expect("tempdir");
     let mut names = Vec::new();
     for i in 0..20 {
@@ -761,9 +757,8 @@ async fn four_nodes_keep_exactly_three_copies_of_each_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_copy_is_kept_and_a_flipped_byte_is_replaced() {
-    let nodes = ring_one_by_one(3, &config(), 31).await;
+    let nodes = settled_ring(3, 31).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     let src = tempfile::tempdir().expect("tempdir");
     let bytes = content(9, 500_000);
     let path = write_file(src.path(), "kept", &bytes);

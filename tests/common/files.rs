@@ -9,7 +9,7 @@ use chord_p2p::chord::{Id, IdealRing};
 use chord_p2p::files::{ops, Files, FilesConfig, FilesError, HasFiles, Hash, Role};
 use chord_p2p::node::{Node, NodeConfig};
 
-use super::{test_config, wait_for, Rng, Starts, QUIC};
+use super::{ring_one_by_one, test_config, wait_exact, wait_for, Rng, Starts, QUIC};
 
 pub const R_FILES: usize = 3;
 pub const SETTLE: Duration = Duration::from_secs(40);
@@ -136,4 +136,12 @@ pub fn copies_in_place(nodes: &[&Node], names: &[(String, Hash)]) -> Result<(), 
 
 pub async fn wait_copies(nodes: &[&Node], names: &[(String, Hash)], what: &str) {
     wait_for(SETTLE, what, || async { copies_in_place(nodes, names) }).await;
+}
+
+/// A ring of `n` members, joined one by one, whose pointers are exact.
+pub async fn settled_ring(n: usize, seed: u64) -> Vec<Node> {
+    let nodes = ring_one_by_one(n, &config(), seed).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
+    nodes
 }
