@@ -64,6 +64,15 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub repair_interval: Duration,
 
+    /// Inbound transfers served at once from peers that are not this node's neighbours; more
+    /// are refused "busy" at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_transfers: usize,
+
+    /// Inbound transfers served at once from any one peer.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_transfers_per_peer: usize,
+
     /// Reserve a slot on this relay and listen through it, for a node behind a NAT: ring
     /// members reach it through the relay, and hole punching upgrades to direct connections
     /// where the NATs allow. A multiaddr (with /p2p/<relay id> or not), IP:PORT or host:PORT;

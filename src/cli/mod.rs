@@ -281,6 +281,8 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         replicas: args.replicas.into(),
         repair_interval: args.repair_interval,
         direct_wait: args.direct_wait,
+        max_transfers: args.max_transfers,
+        max_transfers_per_peer: args.max_transfers_per_peer,
         ..FilesConfig::default()
     };
     let node = Files::start_node(config, files).await?;

@@ -47,6 +47,8 @@ pub(super) struct Inner {
     pub(super) stones_handed: Mutex<BTreeSet<Id>>,
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
+    /// Inbound transfers under way, by peer (bounded by the config's limits).
+    pub(super) serving: Mutex<HashMap<PeerId, usize>>,
 }
 
 /// A poisoned lock still holds consistent data here (single inserts and removes).
@@ -61,6 +63,8 @@ pub(super) struct View {
     pub alone: bool,
     /// The first successor other than this node.
     pub successor: Option<Id>,
+    /// Every successor other than this node.
+    pub successors: Vec<Id>,
     /// The successors that should hold replicas of what this node owns.
     pub holders: Vec<PeerRef>,
 }
@@ -68,6 +72,11 @@ pub(super) struct View {
 impl View {
     pub fn owns(&self, key: &Id) -> bool {
         replica::owns(key, &self.me, self.predecessor.as_ref(), self.alone)
+    }
+
+    /// The predecessor or one of the successors.
+    pub fn is_neighbour(&self, id: &Id) -> bool {
+        self.predecessor.as_ref() == Some(id) || self.successors.contains(id)
     }
 
     pub fn place(&self) -> replica::plan::Place {
@@ -112,6 +121,7 @@ impl Files {
                 corrupt: Mutex::new(BTreeSet::new()),
                 stones_handed: Mutex::new(BTreeSet::new()),
                 _scratch: scratch,
+                serving: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -188,6 +198,12 @@ impl Files {
             predecessor: status.predecessor.as_ref().map(|p| p.id),
             alone,
             successor: status.successors.iter().map(|s| s.id).find(|id| *id != me),
+            successors: status
+                .successors
+                .iter()
+                .map(|s| s.id)
+                .filter(|id| *id != me)
+                .collect(),
             holders: status
                 .successors
                 .into_iter()

@@ -39,6 +39,10 @@ pub struct FilesConfig {
     /// How long a transfer to a peer reached only through a relay waits for hole punching
     /// to bring a direct connection.
     pub direct_wait: Duration,
+    /// Inbound transfers served at once, in all and from one peer; more are refused with
+    /// "busy" at once (each holds a disk thread, a few chunk buffers and two descriptors).
+    pub max_transfers: usize,
+    pub max_transfers_per_peer: usize,
 }
 
 impl Default for FilesConfig {
@@ -49,6 +53,8 @@ impl Default for FilesConfig {
             stale_rounds: 5,
             timeout: Duration::from_secs(10),
             direct_wait: Duration::from_secs(5),
+            max_transfers: 64,
+            max_transfers_per_peer: 8,
         }
     }
 }

@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use libp2p::{PeerId, Stream};
 
-use super::member::{now, Files};
+use super::member::{locked, now, Files};
 use super::names::check_name;
 use super::store::{Hash, Role, StoreError};
 use super::transfer::{
@@ -13,7 +13,7 @@ use super::transfer::{
     Trailer, TransferError, TransferRequest,
 };
 use crate::chord::Id;
-use crate::net::PeerRef;
+use crate::net::{node_id, PeerRef};
 use crate::records::FileMeta;
 use crate::replica::{admit, Admit, Offer};
 
@@ -46,6 +46,21 @@ impl Files {
         )
         .await
         .map_err(|_| TransferError::Protocol("no request in time".into()))??;
+        let neighbour = self
+            .view()
+            .await
+            .is_ok_and(|v| v.is_neighbour(&node_id(&peer)));
+        let Some(_slot) = self.transfer_slot(peer, neighbour) else {
+            let why = "busy: too many transfers under way here; try again or another holder";
+            return match request {
+                TransferRequest::Get { .. } => {
+                    write_frame(&mut stream, &GetReply::Refused(why.into())).await
+                }
+                TransferRequest::Put { .. } => {
+                    write_frame(&mut stream, &PutReply::Refused(why.into())).await
+                }
+            };
+        };
         match request {
             TransferRequest::Get { name, offset } => {
                 self.serve_get(&mut stream, &name, offset).await
@@ -347,6 +362,42 @@ impl Files {
             Role::Owner => 1 + self.replicate(meta).await,
             Role::Replica => 1,
         }
+    }
+}
+
+/// One inbound transfer's place among the node's limits; freed when dropped.
+struct TransferSlot<'a> {
+    files: &'a Files,
+    peer: PeerId,
+}
+
+impl Drop for TransferSlot<'_> {
+    fn drop(&mut self) {
+        let mut serving = locked(&self.files.inner.serving);
+        if let Some(n) = serving.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                serving.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Files {
+    /// A place for one more inbound transfer from `peer`, if the limits allow it. The
+    /// node's own neighbours (predecessor, successors) are held to the per-peer limit only, so
+    /// strangers filling the total never keep the ring from moving its copies.
+    fn transfer_slot(&self, peer: PeerId, neighbour: bool) -> Option<TransferSlot<'_>> {
+        let config = &self.inner.config;
+        let mut serving = locked(&self.inner.serving);
+        let total: usize = serving.values().sum();
+        let from_peer = serving.get(&peer).copied().unwrap_or(0);
+        let full = total >= config.max_transfers && !neighbour;
+        if full || from_peer >= config.max_transfers_per_peer {
+            return None;
+        }
+        *serving.entry(peer).or_insert(0) += 1;
+        Some(TransferSlot { files: self, peer })
     }
 }
 

@@ -28,7 +28,8 @@ pub const TRANSFER_PROTOCOL: StreamProtocol = StreamProtocol::new("/chord-p2p/tr
 pub const MAX_FRAME: usize = 64 * 1024;
 /// File bytes move in chunks of this size: the memory a transfer holds.
 pub const CHUNK: usize = 256 * 1024;
-/// A transfer that moves no bytes (and gets no answer) for this long has failed.
+/// A transfer that moves no 256 KiB chunk (and gets no answer) for this long has failed: it
+/// runs below about 8 KiB/s, or has stopped.
 pub const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Bounds one step of a transfer by [`STALL`].
@@ -390,14 +391,20 @@ pub async fn receive_bytes<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             let mut buf = reuse(&mut spare, want);
             // Whole chunks: BLAKE3 is several times faster on large inputs than on the few KiB
             // one stream read returns, and one big file write beats many small ones.
-            let mut n = 0;
-            while n < want {
-                let got = unstalled(async { Ok(from.read(&mut buf[n..]).await?) }).await?;
-                if got == 0 {
-                    return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            // The whole chunk within one stall period, not each read: a peer trickling a byte
+            // at a time is cut after `STALL` (a floor of about 8 KiB/s), as on the send side.
+            unstalled(async {
+                let mut n = 0;
+                while n < want {
+                    let got = from.read(&mut buf[n..]).await?;
+                    if got == 0 {
+                        return Err(TransferError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    n += got;
                 }
-                n += got;
-            }
+                Ok(())
+            })
+            .await?;
             for slot in forward.iter_mut() {
                 if let Some(stream) = slot {
                     let sent = unstalled(async { Ok(stream.write_all(&buf).await?) }).await;
@@ -719,5 +726,66 @@ mod tests {
         // Whole chunks that arrived are on disk (a resumed get hashes them and asks for the rest).
         let kept = std::fs::read(&path).unwrap();
         assert_eq!(kept[..], data[..2 * CHUNK]);
+    }
+
+    /// A peer that sends one byte a second.
+    struct Trickle {
+        sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            use std::future::Future;
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            let next = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            self.sleep.as_mut().reset(next);
+            buf[0] = 7;
+            std::task::Poll::Ready(Ok(1))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_trickling_below_the_floor_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dst");
+        let receive = tokio::spawn(async move {
+            let into = Receiving {
+                file: std::fs::File::create(&path).unwrap(),
+                path: &path,
+                hasher: blake3::Hasher::new(),
+                forward: &mut [] as &mut [Option<Cursor<Vec<u8>>>],
+            };
+            let mut wire = Trickle {
+                sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+            };
+            receive_bytes(&mut wire, into, CHUNK as u64, None, 0)
+                .await
+                .map(|_| ())
+        });
+        // The disk thread keeps the paused clock from moving by itself: move it by hand, a
+        // second at a time, while a byte comes every second.
+        let mut waited = 0;
+        while !receive.is_finished() && waited < 40 {
+            tokio::time::advance(std::time::Duration::from_secs(1)).await;
+            tokio::task::yield_now().await;
+            waited += 1;
+        }
+        // Cut within 40 s of (virtual) time though a byte came every second: at that rate the
+        // chunk would have taken three days. (The disk thread ends in real time: wait for it,
+        // a bounded while.)
+        for _ in 0..2000 {
+            if receive.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(receive.is_finished(), "a trickling peer was not cut");
+        let got = receive.await.unwrap();
+        assert!(matches!(got, Err(TransferError::Stalled(_))), "{got:?}");
     }
 }
