@@ -103,3 +103,112 @@ async fn transfers_beyond_the_limits_are_refused_busy_and_others_are_served() {
     .await;
     assert!(target.files().is_some());
 }
+
+#[test]
+fn a_put_over_the_storage_limit_is_refused_before_any_byte_and_status_shows_it() {
+    use common::procs::{fails, oneshot, oneshot_json, Proc};
+    let (node, addr) = Proc::node(&["--max-storage", "10M"]);
+    let status = oneshot_json(&["status", "--peer", &addr, "--json", "--timeout", "5s"]);
+    assert_eq!(status["storage"]["limit"], 10 << 20, "{status}");
+    assert_eq!(status["storage"]["files"], 0, "{status}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, content(8, 20 << 20)).expect("source");
+    let args = [
+        "put",
+        big.to_str().expect("utf-8"),
+        "--peer",
+        &addr,
+        "--timeout",
+        "5s",
+    ];
+    let e = fails(&args);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains("10485760") && e.contains("--max-storage"), "{e}");
+    assert_eq!(oneshot(&args).status.code(), Some(1));
+    // Nothing of it was stored, not even in the store's temp dir.
+    let stored: Vec<_> = std::fs::read_dir(node.files_dir())
+        .expect("files dir")
+        .flatten()
+        .filter(|e| e.file_name() != "tmp")
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+    let tmp = std::fs::read_dir(node.files_dir().join("tmp")).expect("tmp");
+    assert_eq!(tmp.count(), 0);
+    // A file that fits is taken.
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, content(9, 1 << 20)).expect("source");
+    let put = [
+        "put",
+        small.to_str().expect("utf-8"),
+        "--peer",
+        &addr,
+        "--json",
+    ];
+    let v = oneshot_json(&put);
+    assert_eq!(v["size"], 1 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_that_do_not_fit_go_to_the_next_successor() {
+    // Four members with R = 2; one of them stores at most 1 MiB.
+    let mut roomy = config();
+    roomy.files.replicas = 2;
+    let mut small = roomy.clone();
+    small.files.max_storage = Some(1 << 20);
+    let mut nodes = vec![start(&roomy).await];
+    for i in 1..4 {
+        let node = start(if i == 2 { &small } else { &roomy }).await;
+        node.handle()
+            .join(target_of(&nodes[0]))
+            .await
+            .expect("join");
+        nodes.push(node);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
+    let full = refs[2];
+    // A name whose owner has the small node as its replica holder.
+    let mut ids: Vec<_> = refs.iter().map(|n| n.id()).collect();
+    ids.sort();
+    let ring = chord_p2p::chord::IdealRing::new(ids.iter().copied());
+    let name = (0..10_000)
+        .map(|i| format!("big-{i}.bin"))
+        .find(|n| {
+            let owner = ring
+                .successor(&chord_p2p::chord::Id::hash(n.as_bytes()))
+                .expect("owner");
+            ring.successors(&owner, 1) == vec![full.id()]
+        })
+        .expect("a name");
+    let owner_id = ring
+        .successor(&chord_p2p::chord::Id::hash(name.as_bytes()))
+        .expect("owner");
+    let spare_id = ring.successors(&full.id(), 1)[0];
+    let src = tempfile::tempdir().expect("tempdir");
+    let bytes = content(10, 2 << 20);
+    let path = write_file(src.path(), "big", &bytes);
+    let uploader = refs
+        .iter()
+        .find(|n| n.id() != owner_id && n.id() != full.id())
+        .expect("an uploader");
+    let report = put_from(uploader, &path, &name).await.expect("put");
+    assert_eq!(report.replicas, 2, "the copy found a place");
+    let key = chord_p2p::chord::Id::hash(name.as_bytes());
+    let holds = |id| {
+        refs.iter()
+            .find(|n| n.id() == id)
+            .and_then(|n| n.files()?.store().get(&key))
+            .is_some()
+    };
+    assert!(holds(owner_id) && holds(spare_id) && !holds(full.id()));
+    let storage = full
+        .handle()
+        .status()
+        .await
+        .expect("status")
+        .storage
+        .expect("storage");
+    assert_eq!(storage.limit, Some(1 << 20));
+    assert_eq!(storage.files, 0);
+}

@@ -73,6 +73,12 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_transfers_per_peer: usize,
 
+    /// Store at most SIZE bytes of files here (K, M, G or T: powers of 1024). A copy that
+    /// would pass it is refused before its bytes move, and its owner places it on the next
+    /// successor. Default: nine tenths of the disk space free at start.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_storage: Option<u64>,
+
     /// Reserve a slot on this relay and listen through it, for a node behind a NAT: ring
     /// members reach it through the relay, and hole punching upgrades to direct connections
     /// where the NATs allow. A multiaddr (with /p2p/<relay id> or not), IP:PORT or host:PORT;
@@ -219,8 +225,18 @@ pub struct RateArgs {
 
 /// `4M`, `512K`, `1G`, `1000`, also with a trailing `B`, `iB` or `/s`.
 fn parse_rate(text: &str) -> Result<u64, String> {
-    let bad = || format!("'{text}' is not a rate (e.g. 500K, 4M, 1G)");
-    let trimmed = text.trim().trim_end_matches("/s");
+    parse_bytes(text.trim().trim_end_matches("/s"))
+        .ok_or_else(|| format!("'{text}' is not a rate (e.g. 500K, 4M, 1G)"))
+}
+
+/// `10M`, `500G`, `2T`, `4096`, also with a trailing `B` or `iB`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    parse_bytes(text).ok_or_else(|| format!("'{text}' is not a size (e.g. 500M, 20G, 2T)"))
+}
+
+/// A number of bytes with an optional K, M, G or T suffix (powers of 1024); at least 1.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let trimmed = text.trim();
     let trimmed = trimmed
         .strip_suffix("iB")
         .or_else(|| trimmed.strip_suffix('B'))
@@ -237,14 +253,15 @@ fn parse_rate(text: &str) -> Result<u64, String> {
         "K" => 1 << 10,
         "M" => 1 << 20,
         "G" => 1 << 30,
-        _ => return Err(bad()),
+        "T" => 1 << 40,
+        _ => return None,
     };
-    let value: f64 = digits.trim().parse().map_err(|_| bad())?;
-    let rate = value * scale as f64;
-    if !rate.is_finite() || rate < 1.0 || rate > u64::MAX as f64 {
-        return Err(bad());
+    let value: f64 = digits.trim().parse().ok()?;
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return None;
     }
-    Ok(rate as u64)
+    Some(bytes as u64)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -257,7 +274,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rate;
+    use super::{parse_rate, parse_size};
 
     #[test]
     fn rates_read_like_curl() {
@@ -269,5 +286,8 @@ mod tests {
         for bad in ["", "0", "fast", "4X", "-1K"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert!(parse_size("10M/s").is_err());
     }
 }

@@ -283,6 +283,10 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         direct_wait: args.direct_wait,
         max_transfers: args.max_transfers,
         max_transfers_per_peer: args.max_transfers_per_peer,
+        max_storage: Some(
+            args.max_storage
+                .unwrap_or_else(|| default_storage(config.data_dir.as_deref())),
+        ),
         ..FilesConfig::default()
     };
     let node = Files::start_node(config, files).await?;
@@ -302,6 +306,22 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
             emit(format!(
                 "joined the ring; successor {}",
                 successor.addr.peer_id
+            ));
+        }
+    }
+
+    if let Some(storage) = handle.status().await?.storage {
+        let limit = storage.limit.unwrap_or(u64::MAX);
+        if json {
+            emit(
+                json!({"event": "storage", "used": storage.used, "limit": limit, "files": storage.files}),
+            );
+        } else {
+            emit(format!(
+                "storing up to {} ({} used, {} files; --max-storage)",
+                output::size_text(limit),
+                output::size_text(storage.used),
+                storage.files
             ));
         }
     }
@@ -336,6 +356,21 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
         emit(json!({"event": "stopped"}));
     }
     Ok(())
+}
+
+/// Nine tenths of the space free where the files will live (or in the temp dir), at start.
+fn default_storage(data_dir: Option<&std::path::Path>) -> u64 {
+    let place = match data_dir {
+        Some(dir) => dir
+            .ancestors()
+            .find(|p| p.exists())
+            .map(|p| p.to_path_buf()),
+        None => Some(std::env::temp_dir()),
+    };
+    let free = place
+        .as_deref()
+        .and_then(chord_p2p::files::transfer::free_bytes);
+    free.map_or(u64::MAX, |f| f / 10 * 9)
 }
 
 /// Resolves on SIGINT or SIGTERM.

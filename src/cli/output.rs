@@ -38,7 +38,28 @@ pub fn status_json(report: &StatusReport) -> Value {
             "addr": c.addr.to_string(),
             "relayed": c.relayed,
         })).collect::<Vec<_>>(),
+        "storage": report.storage.map(|s| json!({
+            "used": s.used,
+            "limit": s.limit,
+            "files": s.files,
+        })),
     })
+}
+
+/// Bytes for people: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.5 GiB`, `2.0 TiB`.
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 pub fn lookup_json(name: &str, result: &LookupResult<Contact>) -> Value {
@@ -122,8 +143,17 @@ pub fn status_text(report: &StatusReport) -> String {
             format!("  {how}  {}  {}", c.peer_id, c.addr)
         })
         .collect();
+    let storage = match report.storage {
+        Some(s) => format!(
+            "{} used of {}, {} files",
+            size_text(s.used),
+            s.limit.map_or("no limit".into(), size_text),
+            s.files
+        ),
+        None => "(keeps no files)".into(),
+    };
     format!(
-        "node         {}\nreachable    {}\npredecessor  {pred}\nsuccessors\n{}\nfingers\n{}\nconnections\n{}",
+        "node         {}\nreachable    {}\nstorage      {storage}\npredecessor  {pred}\nsuccessors\n{}\nfingers\n{}\nconnections\n{}",
         node_line(&report.node),
         report.reachability.as_str(),
         successors_text(report),

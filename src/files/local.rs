@@ -47,6 +47,7 @@ impl Files {
             _ => Ok(()),
         };
         decide(store.get(&key).as_ref()).map_err(FilesError::Refused)?;
+        let _room = store.reserve(size)?;
         let incoming = store.begin(&key)?;
         let mut target = tokio::fs::File::from_std(incoming.file.try_clone().map_err(|e| {
             FilesError::Local {

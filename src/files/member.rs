@@ -15,7 +15,7 @@ use super::store::{Store, StoreError};
 use super::transfer::TRANSFER_PROTOCOL;
 use super::FilesConfig;
 use crate::chord::Id;
-use crate::net::protocol::{FileRequest, FileResponse};
+use crate::net::protocol::{FileRequest, FileResponse, StorageReport};
 use crate::net::{PeerRef, StatusReport, WireResponse};
 use crate::node::{Node, NodeConfig, NodeError, NodeHandle, Service, ServiceContext};
 use crate::records::{unix_millis, FileMeta, Tombstone};
@@ -47,8 +47,8 @@ pub(super) struct Inner {
     pub(super) stones_handed: Mutex<BTreeSet<Id>>,
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
-    /// Inbound transfers under way, by peer (bounded by the config's limits).
-    pub(super) serving: Mutex<HashMap<PeerId, usize>>,
+    /// Inbound transfers under way, by peer and kind (bounded by the config's limits).
+    pub(super) serving: Mutex<HashMap<(PeerId, super::server::Kind), usize>>,
 }
 
 /// A poisoned lock still holds consistent data here (single inserts and removes).
@@ -67,6 +67,8 @@ pub(super) struct View {
     pub successors: Vec<Id>,
     /// The successors that should hold replicas of what this node owns.
     pub holders: Vec<PeerRef>,
+    /// The successors after those, where a copy goes when a holder is full.
+    pub spares: Vec<PeerRef>,
 }
 
 impl View {
@@ -110,7 +112,7 @@ impl Files {
     ) -> Result<Files, StoreError> {
         Ok(Files {
             inner: Arc::new(Inner {
-                store: Store::open(dir)?,
+                store: Store::open_limited(dir, config.max_storage)?,
                 node,
                 control,
                 identity,
@@ -193,8 +195,16 @@ impl Files {
     pub(super) fn view_of(&self, status: StatusReport) -> View {
         let me = status.node.id;
         let alone = status.predecessor.is_none() && status.successors.iter().all(|s| s.id == me);
+        let others: Vec<PeerRef> = status
+            .successors
+            .iter()
+            .filter(|s| s.id != me)
+            .cloned()
+            .collect();
+        let spares = others.iter().skip(self.replicas() - 1).cloned().collect();
         View {
             me,
+            spares,
             predecessor: status.predecessor.as_ref().map(|p| p.id),
             alone,
             successor: status.successors.iter().map(|s| s.id).find(|id| *id != me),
@@ -336,6 +346,15 @@ impl Service for Files {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn storage(&self) -> Option<StorageReport> {
+        let usage = self.inner.store.usage();
+        Some(StorageReport {
+            used: usage.used,
+            limit: usage.limit,
+            files: usage.files,
+        })
     }
 }
 

@@ -39,10 +39,14 @@ pub struct FilesConfig {
     /// How long a transfer to a peer reached only through a relay waits for hole punching
     /// to bring a direct connection.
     pub direct_wait: Duration,
-    /// Inbound transfers served at once, in all and from one peer; more are refused with
-    /// "busy" at once (each holds a disk thread, a few chunk buffers and two descriptors).
+    /// Inbound transfers served at once, in all and from one peer, gets and puts each; more
+    /// are refused with "busy" at once (each holds a disk thread, a few chunk buffers and two
+    /// descriptors). The node's predecessor and successors count only per peer.
     pub max_transfers: usize,
     pub max_transfers_per_peer: usize,
+    /// Bytes this node stores at most (files, tombstones and transfers under way); over it a
+    /// copy is refused before its bytes move. `None`: no limit.
+    pub max_storage: Option<u64>,
 }
 
 impl Default for FilesConfig {
@@ -55,6 +59,7 @@ impl Default for FilesConfig {
             direct_wait: Duration::from_secs(5),
             max_transfers: 64,
             max_transfers_per_peer: 8,
+            max_storage: None,
         }
     }
 }

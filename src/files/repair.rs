@@ -108,13 +108,29 @@ impl Files {
     }
 
     /// Copies `meta` to each of `holders`; returns how many now hold it.
+    /// A holder that is full (its storage limit) is replaced by the next successor after the
+    /// holders that takes the copy.
     pub(super) async fn replicate_to(&self, meta: &FileMeta, holders: &[PeerRef]) -> u32 {
         let pushes = holders.iter().map(|h| self.push(h, meta, Role::Replica));
-        futures::future::join_all(pushes)
-            .await
-            .into_iter()
-            .filter(|r| r.is_ok())
-            .count() as u32
+        let results = futures::future::join_all(pushes).await;
+        let mut copies = results.iter().filter(|r| r.is_ok()).count() as u32;
+        let mut full = results.iter().filter(|r| is_full(r)).count();
+        if full > 0 {
+            let spares = self.view().await.map(|v| v.spares).unwrap_or_default();
+            for spare in spares
+                .iter()
+                .filter(|s| holders.iter().all(|h| h.id != s.id))
+            {
+                if full == 0 {
+                    break;
+                }
+                if self.push(spare, meta, Role::Replica).await.is_ok() {
+                    copies += 1;
+                    full -= 1;
+                }
+            }
+        }
+        copies
     }
 
     /// Tells each replica holder what this node owns and sends what they lack. A holder's
@@ -435,6 +451,11 @@ impl Files {
             }
         }
     }
+}
+
+/// A push refused because the receiver is at its storage limit.
+fn is_full(result: &Result<u32, FilesError>) -> bool {
+    matches!(result, Err(FilesError::Transfer(TransferError::Refused(why))) if why.starts_with("full"))
 }
 
 fn inventory_entry(meta: &FileMeta) -> InventoryEntry {

@@ -50,7 +50,11 @@ impl Files {
             .view()
             .await
             .is_ok_and(|v| v.is_neighbour(&node_id(&peer)));
-        let Some(_slot) = self.transfer_slot(peer, neighbour) else {
+        let kind = match request {
+            TransferRequest::Get { .. } => Kind::Get,
+            TransferRequest::Put { .. } => Kind::Put,
+        };
+        let Some(_slot) = self.transfer_slot(peer, kind, neighbour) else {
             let why = "busy: too many transfers under way here; try again or another holder";
             return match request {
                 TransferRequest::Get { .. } => {
@@ -198,6 +202,12 @@ impl Files {
                 });
             }
         }
+        // Room for the bytes before they move: a full node refuses at once, and transfers under
+        // way count against the limit.
+        let _room = match store.reserve(size) {
+            Ok(room) => room,
+            Err(e) => return Ok(PutReply::Refused(e.to_string())),
+        };
         // An owner passes an upload on to its replica holders while it arrives: the copies are
         // made in one pass instead of one after the other.
         let (holders, mut forward) = if direct && role == Role::Owner {
@@ -365,19 +375,27 @@ impl Files {
     }
 }
 
+/// Gets and puts are counted apart: a flood of uploads (and the forwards an owner makes of
+/// them) never keeps a node from serving gets, nor the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Kind {
+    Get,
+    Put,
+}
+
 /// One inbound transfer's place among the node's limits; freed when dropped.
 struct TransferSlot<'a> {
     files: &'a Files,
-    peer: PeerId,
+    at: (PeerId, Kind),
 }
 
 impl Drop for TransferSlot<'_> {
     fn drop(&mut self) {
         let mut serving = locked(&self.files.inner.serving);
-        if let Some(n) = serving.get_mut(&self.peer) {
+        if let Some(n) = serving.get_mut(&self.at) {
             *n -= 1;
             if *n == 0 {
-                serving.remove(&self.peer);
+                serving.remove(&self.at);
             }
         }
     }
@@ -387,17 +405,22 @@ impl Files {
     /// A place for one more inbound transfer from `peer`, if the limits allow it. The
     /// node's own neighbours (predecessor, successors) are held to the per-peer limit only, so
     /// strangers filling the total never keep the ring from moving its copies.
-    fn transfer_slot(&self, peer: PeerId, neighbour: bool) -> Option<TransferSlot<'_>> {
+    fn transfer_slot(&self, peer: PeerId, kind: Kind, neighbour: bool) -> Option<TransferSlot<'_>> {
         let config = &self.inner.config;
         let mut serving = locked(&self.inner.serving);
-        let total: usize = serving.values().sum();
-        let from_peer = serving.get(&peer).copied().unwrap_or(0);
+        let total: usize = serving
+            .iter()
+            .filter(|((_, k), _)| *k == kind)
+            .map(|(_, n)| n)
+            .sum();
+        let at = (peer, kind);
+        let from_peer = serving.get(&at).copied().unwrap_or(0);
         let full = total >= config.max_transfers && !neighbour;
         if full || from_peer >= config.max_transfers_per_peer {
             return None;
         }
-        *serving.entry(peer).or_insert(0) += 1;
-        Some(TransferSlot { files: self, peer })
+        *serving.entry(at).or_insert(0) += 1;
+        Some(TransferSlot { files: self, at })
     }
 }
 

@@ -23,6 +23,11 @@ pub enum StoreError {
     },
     #[error("no file named '{0}' here")]
     NotFound(String),
+    #[error(
+        "full: {needed} more bytes would pass this node's storage limit of {limit} bytes \
+         ({used} used; --max-storage)"
+    )]
+    Full { needed: u64, used: u64, limit: u64 },
     /// The commit's last check (the name taken meanwhile, a removal that arrived) said no.
     #[error("{0}")]
     Refused(String),
@@ -51,6 +56,41 @@ pub struct Store {
     index: Mutex<BTreeMap<Id, Entry>>,
     /// Keys with at least one tombstone on disk.
     removed: Mutex<BTreeSet<Id>>,
+    /// Bytes this store may use (`None`: no limit), what it uses, and what transfers under
+    /// way have reserved.
+    limit: Option<u64>,
+    space: Mutex<Space>,
+}
+
+#[derive(Debug, Default)]
+struct Space {
+    used: u64,
+    reserved: u64,
+}
+
+/// What every file and every tombstone costs besides its bytes (metadata, directory entries).
+pub const OVERHEAD: u64 = 4096;
+
+/// Room held for a transfer under way; given back when dropped (the commit counts the file).
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    store: &'a Store,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut space = self.store.space_lock();
+        space.reserved = space.reserved.saturating_sub(self.bytes);
+    }
+}
+
+/// How much a store holds, against its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub used: u64,
+    pub limit: Option<u64>,
+    pub files: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -76,6 +116,11 @@ impl Drop for Incoming {
 impl Store {
     /// Opens (or creates) the store in `dir`, dropping leftovers of interrupted transfers.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_limited(dir, None)
+    }
+
+    /// The same, holding at most `limit` bytes (files, tombstones and transfers under way).
+    pub fn open_limited(dir: &Path, limit: Option<u64>) -> Result<Store, StoreError> {
         let tmp = dir.join("tmp");
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
@@ -118,11 +163,57 @@ impl Store {
                 }
             }
         }
+        let used = index.values().map(|e| e.meta.size + OVERHEAD).sum::<u64>()
+            + removed.len() as u64 * OVERHEAD;
         Ok(Store {
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
             removed: Mutex::new(removed),
+            limit,
+            space: Mutex::new(Space { used, reserved: 0 }),
         })
+    }
+
+    fn space_lock(&self) -> std::sync::MutexGuard<'_, Space> {
+        self.space.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds room for a file of `size` bytes about to be received; refused when it would pass
+    /// the limit (before any byte moves).
+    pub fn reserve(&self, size: u64) -> Result<Reservation<'_>, StoreError> {
+        let bytes = size.saturating_add(OVERHEAD);
+        let mut space = self.space_lock();
+        if let Some(limit) = self.limit {
+            let after = space
+                .used
+                .saturating_add(space.reserved)
+                .saturating_add(bytes);
+            if after > limit {
+                return Err(StoreError::Full {
+                    needed: bytes,
+                    used: space.used + space.reserved,
+                    limit,
+                });
+            }
+        }
+        space.reserved += bytes;
+        Ok(Reservation { store: self, bytes })
+    }
+
+    /// What the store holds, against its limit.
+    pub fn usage(&self) -> Usage {
+        let files = self.lock().len() as u64;
+        let space = self.space_lock();
+        Usage {
+            used: space.used + space.reserved,
+            limit: self.limit,
+            files,
+        }
+    }
+
+    fn account(&self, added: u64, freed: u64) {
+        let mut space = self.space_lock();
+        space.used = space.used.saturating_add(added).saturating_sub(freed);
     }
 
     fn data_path_in(dir: &Path, key: &Id) -> PathBuf {
@@ -216,7 +307,8 @@ impl Store {
         fs::rename(&incoming.path, &data).map_err(io(&data))?;
         drop(incoming);
         self.write_meta(&meta)?;
-        index.insert(
+        let added = meta.size + OVERHEAD;
+        let replaced = index.insert(
             meta.key,
             Entry {
                 meta,
@@ -224,6 +316,7 @@ impl Store {
                 checked: None,
             },
         );
+        self.account(added, replaced.map_or(0, |e| e.meta.size + OVERHEAD));
         Ok(())
     }
 
@@ -344,7 +437,9 @@ impl Store {
         let path = self.tombstone_path(key);
         let mut removed = self.removed_lock();
         if stones.is_empty() {
-            removed.remove(key);
+            if removed.remove(key) {
+                self.account(0, OVERHEAD);
+            }
             return match fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
                 _ => Ok(()),
@@ -355,7 +450,9 @@ impl Store {
             source: std::io::Error::other(e),
         })?;
         self.write_atomic(&path, &bytes)?;
-        removed.insert(*key);
+        if removed.insert(*key) {
+            self.account(OVERHEAD, 0);
+        }
         Ok(())
     }
 
@@ -368,6 +465,7 @@ impl Store {
         fs::remove_file(&meta_path).map_err(io(&meta_path))?;
         let data = self.data_path(key);
         fs::remove_file(&data).map_err(io(&data))?;
+        self.account(0, entry.meta.size + OVERHEAD);
         Ok(Some(entry.meta))
     }
 }

@@ -152,6 +152,17 @@ pub struct StatusReport {
     /// The node's open connections: who it reaches directly and who through a relay.
     #[serde(default)]
     pub connections: Vec<ConnectionInfo>,
+    /// What the node stores, against its limit (absent for nodes without files).
+    #[serde(default)]
+    pub storage: Option<StorageReport>,
+}
+
+/// Bytes stored (files, tombstones, transfers under way), the limit, and the files held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageReport {
+    pub used: u64,
+    pub limit: Option<u64>,
+    pub files: u64,
 }
 
 /// What AutoNAT concluded: can other peers dial this node?

@@ -346,6 +346,7 @@ impl EventLoop {
             fingers: self.core.fingers().to_vec(),
             reachability: self.reachability,
             connections: self.links.report(),
+            storage: self.service.as_ref().and_then(|s| s.storage()),
         }
     }
 

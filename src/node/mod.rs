@@ -115,6 +115,10 @@ pub trait Service: Send + Sync + 'static {
     }
     /// The service itself, so the layer that made it can find it again on a [`Node`].
     fn as_any(&self) -> &dyn std::any::Any;
+    /// What the service stores, for `Status`.
+    fn storage(&self) -> Option<crate::net::protocol::StorageReport> {
+        None
+    }
 }
 
 /// A started node. Dropping it stops everything at once, without an informed leave.
