@@ -26,6 +26,9 @@ const RING: &[&str] = &[
     "2s",
     "--replicas",
     "1",
+    // The test reads connections from a client in the same namespace, at the node's LAN
+    // address: not loopback, so the node must share them.
+    "--share-connections",
 ];
 
 fn script() -> PathBuf {

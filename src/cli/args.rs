@@ -112,6 +112,11 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MULTIADDR")]
     pub external_addr: Vec<libp2p::Multiaddr>,
 
+    /// Show this node's open connections to anyone who asks `status` (by default only to the
+    /// node's own shell and to clients on the same host).
+    #[arg(long)]
+    pub share_connections: bool,
+
     /// How long a transfer to a node reached only through a relay waits for hole punching.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub direct_wait: Duration,

@@ -274,6 +274,7 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
             .map(|r| parse_target(r))
             .collect::<Result<_, _>>()?,
         external_addrs: args.external_addr.clone(),
+        share_connections: args.share_connections,
         ..NodeConfig::default()
     };
     let target = args.join.as_deref().map(parse_target).transpose()?;

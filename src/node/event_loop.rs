@@ -112,6 +112,8 @@ pub(super) struct EventLoop {
     replies: FuturesUnordered<PendingReply>,
     /// Held for the node's lifetime: the lock on the data directory.
     _data_dir: Option<DataDir>,
+    /// Show the connections in `Status` answers to remote peers too.
+    share_connections: bool,
 }
 
 impl EventLoop {
@@ -122,6 +124,7 @@ impl EventLoop {
         service: Option<Arc<dyn Service>>,
         data_dir: Option<DataDir>,
         relaying: Relaying,
+        share_connections: bool,
     ) -> Self {
         EventLoop {
             swarm,
@@ -142,6 +145,7 @@ impl EventLoop {
             leaving: Vec::new(),
             replies: FuturesUnordered::new(),
             _data_dir: data_dir,
+            share_connections,
         }
     }
 
@@ -470,10 +474,17 @@ impl EventLoop {
         event: request_response::Event<WireRequest, WireResponse>,
     ) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Event::Message {
+                peer,
+                message,
+                connection_id,
+            } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.answer(now, peer, request, channel),
+                } => {
+                    let local = self.links.is_loopback(&peer, connection_id);
+                    self.answer(now, peer, local, request, channel)
+                }
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -523,15 +534,25 @@ impl EventLoop {
         }
     }
 
+    /// `local`: the request came over a loopback connection (a client on this host).
     fn answer(
         &mut self,
         now: Instant,
         peer: PeerId,
+        local: bool,
         request: WireRequest,
         channel: ResponseChannel<WireResponse>,
     ) {
         let response = match request {
-            WireRequest::Status => WireResponse::Status(self.status()),
+            WireRequest::Status => {
+                let mut report = self.status();
+                // Who this node talks to is its user's business: remote askers get the ring
+                // pointers only, unless the operator shares the connections.
+                if !local && !self.share_connections {
+                    report.connections.clear();
+                }
+                WireResponse::Status(report)
+            }
             WireRequest::Chord(request) => match check_request(&peer, &request) {
                 Ok(()) => WireResponse::Chord(self.core.handle_request(now, request)),
                 Err(e) => {

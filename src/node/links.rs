@@ -69,6 +69,23 @@ impl Links {
             .push(Link { id, addr, relay });
     }
 
+    /// Whether connection `id` to `peer` comes from this very host (a loopback address).
+    pub fn is_loopback(&self, peer: &PeerId, id: ConnectionId) -> bool {
+        let Some(link) = self
+            .peers
+            .get(peer)
+            .and_then(|l| l.iter().find(|l| l.id == id))
+        else {
+            return false;
+        };
+        link.relay.is_none()
+            && match link.addr.iter().next() {
+                Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+                Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+                _ => false,
+            }
+    }
+
     pub fn closed(&mut self, peer: PeerId, id: ConnectionId) {
         if let Some(links) = self.peers.get_mut(&peer) {
             links.retain(|l| l.id != id);
@@ -153,5 +170,27 @@ mod tests {
         assert_eq!(relay_of(&addr), Some(relay));
         let direct: Multiaddr = format!("/ip4/10.0.0.1/tcp/1/p2p/{target}").parse().unwrap();
         assert_eq!(relay_of(&direct), None);
+    }
+
+    #[test]
+    fn only_connections_from_this_host_are_local() {
+        let mut links = Links::default();
+        let peer = PeerId::random();
+        let at = |addr: &str| ConnectedPoint::Listener {
+            local_addr: "/ip4/0.0.0.0/tcp/1".parse().unwrap(),
+            send_back_addr: addr.parse().unwrap(),
+        };
+        let (here, there, v6) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+            ConnectionId::new_unchecked(3),
+        );
+        links.established(peer, here, &at("/ip4/127.0.0.1/tcp/5"));
+        links.established(peer, there, &at("/ip4/10.0.0.7/tcp/5"));
+        links.established(peer, v6, &at("/ip6/::1/udp/5/quic-v1"));
+        assert!(links.is_loopback(&peer, here));
+        assert!(links.is_loopback(&peer, v6));
+        assert!(!links.is_loopback(&peer, there));
+        assert!(!links.is_loopback(&PeerId::random(), here));
     }
 }

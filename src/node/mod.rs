@@ -54,6 +54,9 @@ pub struct NodeConfig {
     /// Addresses where others can reach this node that it cannot see itself (a port forward,
     /// a public IP in front of it). Advertised as they are.
     pub external_addrs: Vec<Multiaddr>,
+    /// Show this node's open connections in `Status` answers to remote peers; they always go
+    /// to its own user and to clients on the same host.
+    pub share_connections: bool,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +73,7 @@ impl Default for NodeConfig {
             relay_server: None,
             relays: Vec::new(),
             external_addrs: Vec::new(),
+            share_connections: false,
         }
     }
 }
@@ -230,7 +234,15 @@ impl Node {
             service = Some(made);
             helpers.extend(tasks);
         }
-        let event_loop = EventLoop::new(swarm, core, rx, service.clone(), data_dir, relaying);
+        let event_loop = EventLoop::new(
+            swarm,
+            core,
+            rx,
+            service.clone(),
+            data_dir,
+            relaying,
+            config.share_connections,
+        );
         let task = tokio::spawn(event_loop.run());
         let mut node = Node {
             handle,
