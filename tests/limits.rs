@@ -212,3 +212,31 @@ async fn replicas_that_do_not_fit_go_to_the_next_successor() {
     assert_eq!(storage.limit, Some(1 << 20));
     assert_eq!(storage.files, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_refused_and_the_node_serves_on() {
+    let mut config = test_config(QUIC);
+    config.connection_limits.max_incoming = 3;
+    let node = start(&config).await;
+    // Eight strangers ask at once: three get in, the rest are refused (their connections are
+    // closed as soon as they are set up, so their requests fail).
+    let mut strangers = Vec::new();
+    for _ in 0..8 {
+        strangers.push(start(&test_config(QUIC)).await);
+    }
+    let asks = strangers.iter().map(|s| {
+        let (handle, to) = (s.handle(), node.me().clone());
+        async move {
+            handle
+                .request(&to, chord_p2p::net::WireRequest::Status)
+                .await
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    let served = answers.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(served, 3, "{answers:?}");
+    let report = node.handle().status().await.expect("own status");
+    let peers: std::collections::BTreeSet<_> =
+        report.connections.iter().map(|c| c.peer_id).collect();
+    assert!(peers.len() <= 3, "{peers:?}");
+}

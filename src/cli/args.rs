@@ -117,6 +117,18 @@ pub struct NodeArgs {
     #[arg(long)]
     pub share_connections: bool,
 
+    /// Established incoming connections accepted at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_connections: u32,
+
+    /// Incoming connections in their handshake at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_pending_connections: u32,
+
+    /// Connections with any one peer, both ways.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_connections_per_peer: u32,
+
     /// How long a transfer to a node reached only through a relay waits for hole punching.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub direct_wait: Duration,

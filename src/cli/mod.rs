@@ -14,7 +14,7 @@ use chord_p2p::chord::{self, Id};
 use chord_p2p::client::Client;
 use chord_p2p::files::names::local_path;
 use chord_p2p::files::{Files, FilesConfig};
-use chord_p2p::net::{self, parse_target};
+use chord_p2p::net::{self, parse_target, ConnectionLimits};
 use chord_p2p::node::NodeConfig;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
@@ -275,6 +275,11 @@ async fn run_node(ip_port: Option<(IpAddr, u16)>, args: NodeArgs) -> Result<()> 
             .collect::<Result<_, _>>()?,
         external_addrs: args.external_addr.clone(),
         share_connections: args.share_connections,
+        connection_limits: ConnectionLimits {
+            max_incoming: args.max_connections,
+            max_pending_incoming: args.max_pending_connections,
+            max_per_peer: args.max_connections_per_peer,
+        },
         ..NodeConfig::default()
     };
     let target = args.join.as_deref().map(parse_target).transpose()?;

@@ -9,5 +9,6 @@ pub mod swarm;
 pub use address::{parse_target, quic_and_tcp, with_peer, AddressError, Target};
 pub use protocol::{node_id, peer_ref, Contact, PeerRef, StatusReport, WireRequest, WireResponse};
 pub use swarm::{
-    build_swarm, Behaviour, BehaviourEvent, BuildError, NetConfig, RelayLimits, TransportKind,
+    build_swarm, Behaviour, BehaviourEvent, BuildError, ConnectionLimits, NetConfig, RelayLimits,
+    TransportKind,
 };

@@ -12,8 +12,8 @@ use libp2p::request_response::{self, cbor, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, dcutr, identify, identity::Keypair, noise, ping, quic, relay, tcp, yamux, PeerId,
-    Swarm, SwarmBuilder, Transport,
+    autonat, connection_limits, dcutr, identify, identity::Keypair, noise, ping, quic, relay, tcp,
+    yamux, PeerId, Swarm, SwarmBuilder, Transport,
 };
 
 use super::protocol::{
@@ -24,6 +24,8 @@ pub type ChordRpc = cbor::Behaviour<WireRequest, WireResponse>;
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Refuses connections past the node's limits (first, so nothing else sees them).
+    pub limits: connection_limits::Behaviour,
     pub chord: ChordRpc,
     /// File data: one stream per transfer (`/chord-p2p/transfer/1.0.0`).
     pub stream: libp2p_stream::Behaviour,
@@ -75,6 +77,30 @@ impl Default for RelayLimits {
     }
 }
 
+/// How many connections a node accepts. Outgoing connections are not limited: a node dials
+/// only what the ring needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Established incoming connections, in all.
+    pub max_incoming: u32,
+    /// Incoming connections still being set up (handshakes), in all.
+    pub max_pending_incoming: u32,
+    /// Established connections with any one peer, both ways.
+    pub max_per_peer: u32,
+}
+
+impl Default for ConnectionLimits {
+    /// One node on a home machine: plenty for a ring of thousands (a member talks to its
+    /// neighbours, fingers and the clients of the moment), far below the descriptor limit.
+    fn default() -> Self {
+        ConnectionLimits {
+            max_incoming: 512,
+            max_pending_incoming: 128,
+            max_per_peer: 8,
+        }
+    }
+}
+
 /// How a swarm is built: transports, timeouts, and which services it offers.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -87,6 +113,7 @@ pub struct NetConfig {
     pub serve: bool,
     /// Serve circuit relay v2 with these limits.
     pub relay_server: Option<RelayLimits>,
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for NetConfig {
@@ -97,6 +124,7 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(60),
             serve: true,
             relay_server: None,
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -181,7 +209,13 @@ fn behaviour(
             },
         )
     });
+    let limits = config.connection_limits;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_incoming(Some(limits.max_incoming))
+        .with_max_pending_incoming(Some(limits.max_pending_incoming))
+        .with_max_established_per_peer(Some(limits.max_per_peer));
     Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
         chord: ChordRpc::with_codec(codec, [(CHORD_PROTOCOL, support)], rpc),
         stream: libp2p_stream::Behaviour::new(),
         identify: identify::Behaviour::new(identify::Config::new(

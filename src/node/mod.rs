@@ -27,8 +27,8 @@ pub use links::Route;
 use crate::chord::{self, ChordNode, Id, JoinError, LookupError, LookupResult};
 use crate::net::protocol::FileRequest;
 use crate::net::{
-    build_swarm, peer_ref, with_peer, BuildError, Contact, NetConfig, PeerRef, RelayLimits,
-    StatusReport, Target, TransportKind, WireRequest, WireResponse,
+    build_swarm, peer_ref, with_peer, BuildError, ConnectionLimits, Contact, NetConfig, PeerRef,
+    RelayLimits, StatusReport, Target, TransportKind, WireRequest, WireResponse,
 };
 use event_loop::{Command, EventLoop};
 
@@ -57,6 +57,8 @@ pub struct NodeConfig {
     /// Show this node's open connections in `Status` answers to remote peers; they always go
     /// to its own user and to clients on the same host.
     pub share_connections: bool,
+    /// How many connections the node accepts.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +76,7 @@ impl Default for NodeConfig {
             relays: Vec::new(),
             external_addrs: Vec::new(),
             share_connections: false,
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -196,6 +199,7 @@ impl Node {
             idle_timeout: config.idle_timeout,
             serve,
             relay_server: config.relay_server.clone(),
+            connection_limits: config.connection_limits,
         };
         let mut swarm = build_swarm(key.clone(), &net)?;
         let mut addrs = listen(&mut swarm, &config.listen).await?;
