@@ -48,7 +48,15 @@ pub(super) struct Inner {
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
     /// Inbound transfers under way, by peer and kind (bounded by the config's limits).
-    pub(super) serving: Mutex<HashMap<(PeerId, super::server::Kind), usize>>,
+    pub(super) serving: Mutex<HashMap<(PeerId, Kind), usize>>,
+}
+
+/// Inbound transfers are counted by kind: a flood of uploads (and the forwards an owner makes
+/// of them) never keeps a node from serving gets, nor the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Kind {
+    Get,
+    Put,
 }
 
 /// A poisoned lock still holds consistent data here (single inserts and removes).

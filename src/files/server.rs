@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use libp2p::{PeerId, Stream};
 
-use super::member::{locked, now, Files};
+use super::member::{locked, now, Files, Kind};
 use super::names::check_name;
 use super::store::{Hash, Role, StoreError};
 use super::transfer::{
@@ -373,14 +373,6 @@ impl Files {
             Role::Replica => 1,
         }
     }
-}
-
-/// Gets and puts are counted apart: a flood of uploads (and the forwards an owner makes of
-/// them) never keeps a node from serving gets, nor the other way round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Kind {
-    Get,
-    Put,
 }
 
 /// One inbound transfer's place among the node's limits; freed when dropped.
