@@ -126,7 +126,7 @@ pub struct NodeArgs {
     pub max_pending_connections: u32,
 
     /// Connections with any one peer, both ways.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_connections_per_peer: u32,
 
     /// How long a transfer to a node reached only through a relay waits for hole punching.

@@ -85,7 +85,9 @@ pub struct ConnectionLimits {
     pub max_incoming: u32,
     /// Incoming connections still being set up (handshakes), in all.
     pub max_pending_incoming: u32,
-    /// Established connections with any one peer, both ways.
+    /// Established connections with any one peer, both ways. Generous: two nodes that dial each
+    /// other over QUIC and TCP at once and redial after failures hold several connections, and
+    /// refusing one of those breaks requests under way.
     pub max_per_peer: u32,
 }
 
@@ -96,7 +98,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             max_incoming: 512,
             max_pending_incoming: 128,
-            max_per_peer: 8,
+            max_per_peer: 64,
         }
     }
 }
