@@ -20,6 +20,8 @@
 //!   holders crashed within one repair interval; exactly R copies once settled).
 
 mod addr;
+mod file_books;
+mod file_messages;
 mod files;
 mod files_state;
 pub mod oracle;
