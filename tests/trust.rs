@@ -60,6 +60,13 @@ async fn raw_upload(
     transfer::put(stream, path, header, None, None, wait).await
 }
 
+/// A one-shot client with `key`, connected through `node`.
+async fn client_via(key: &Keypair, node: &Node) -> (Client, PeerRef) {
+    let client = client_as(key).await;
+    let entry = client.connect(target_of(node)).await.expect("connect");
+    (client, entry)
+}
+
 async fn client_as(key: &Keypair) -> Client {
     Client::with_identity(key.clone(), Duration::from_secs(5))
         .await
@@ -150,8 +157,7 @@ async fn drops_signed_by_a_stranger_write_nothing_and_the_real_put_survives() {
                 .await;
         }
     }
-    let alice = client_as(&Keypair::generate_ed25519()).await;
-    let entry = alice.connect(target_of(refs[1])).await.expect("connect");
+    let (alice, entry) = client_via(&Keypair::generate_ed25519(), refs[1]).await;
     let src = tempfile::tempdir().expect("tempdir");
     let bytes = content(7, 100_000);
     let path = write_file(src.path(), "victim", &bytes);
@@ -178,8 +184,7 @@ async fn signed_times_a_year_ahead_are_refused() {
     let nodes = settled_ring(3, 5).await;
     let refs: Vec<&Node> = nodes.iter().collect();
     let key = Keypair::generate_ed25519();
-    let alice = client_as(&key).await;
-    let entry = alice.connect(target_of(refs[0])).await.expect("connect");
+    let (alice, entry) = client_via(&key, refs[0]).await;
     let src = tempfile::tempdir().expect("tempdir");
     let path = write_file(src.path(), "doc", b"dated honestly");
     alice
@@ -370,9 +375,7 @@ fn honest_copies(nodes: &[&Node], name: &str, version: &FileMeta) -> usize {
 async fn a_lying_member_placed_at_a_key_cannot_empty_it() {
     let nodes = settled_ring(3, 21).await;
     let honest: Vec<&Node> = nodes.iter().collect();
-    let alice_key = Keypair::generate_ed25519();
-    let alice = client_as(&alice_key).await;
-    let entry = alice.connect(target_of(honest[0])).await.expect("connect");
+    let (alice, entry) = client_via(&Keypair::generate_ed25519(), honest[0]).await;
     let src = tempfile::tempdir().expect("tempdir");
     let bytes = content(11, 300_000);
     let path = write_file(src.path(), "treasure", &bytes);

@@ -80,7 +80,7 @@ impl Files {
             }),
             None => {
                 let view = self.view().await?;
-                if view.owns(&key) && view.successor == Some(node_id(from)) {
+                if view.owns(&key) && view.successors.first() == Some(&node_id(from)) {
                     store.add_tombstone(&stone)?;
                 }
                 Ok(FileResponse::Dropped { held: false })

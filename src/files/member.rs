@@ -69,8 +69,6 @@ pub(super) struct View {
     pub me: Id,
     pub predecessor: Option<Id>,
     pub alone: bool,
-    /// The first successor other than this node.
-    pub successor: Option<Id>,
     /// Every successor other than this node.
     pub successors: Vec<Id>,
     /// The successors that should hold replicas of what this node owns.
@@ -215,7 +213,6 @@ impl Files {
             spares,
             predecessor: status.predecessor.as_ref().map(|p| p.id),
             alone,
-            successor: status.successors.iter().map(|s| s.id).find(|id| *id != me),
             successors: status
                 .successors
                 .iter()
