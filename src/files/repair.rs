@@ -3,7 +3,7 @@
 //! replica core's decision (`crate::replica`); this module asks the peers and carries it out.
 
 use super::error::FilesError;
-use super::member::{locked, now, verify_stat, Files, View};
+use super::member::{locked, now, Files, View};
 use super::ops;
 use super::store::{FileMeta, Role};
 use super::transfer::{TransferError, TransferRequest};
@@ -200,23 +200,9 @@ impl Files {
         }
     }
 
-    /// What `peer` holds or knows removed under `meta`'s key, verified.
-    async fn stat_of(&self, peer: &PeerRef, meta: &FileMeta) -> Said {
-        match self
-            .access()
-            .file_request(peer, FileRequest::Stat { key: meta.key })
-            .await
-        {
-            Ok(FileResponse::Stat { held, removed }) => {
-                verify_stat(&meta.name, held, removed, now())
-            }
-            _ => Said::Nothing,
-        }
-    }
-
     /// `peer` says `meta` was removed: asks for the uploader's signed removal and applies it.
     async fn learn_removal(&self, peer: &PeerRef, meta: &FileMeta) {
-        if let Said::Removed(stone) = self.stat_of(peer, meta).await {
+        if let Said::Removed(stone) = self.access().stat(peer, &meta.name).await {
             if stone.removal.removes(meta) {
                 let _ = self.apply_tombstone(&stone);
             }
@@ -244,14 +230,7 @@ impl Files {
             let Ok(found) = access.lookup(key).await else {
                 continue;
             };
-            let mut sent = true;
-            if found.owner.id != view.me {
-                for tombstone in store.tombstones(&key) {
-                    let drop = FileRequest::Drop { tombstone };
-                    sent &= access.file_request(&found.owner, drop).await.is_ok();
-                }
-            }
-            if sent {
+            if found.owner.id == view.me || self.pass_tombstones(&found.owner, &key).await {
                 locked(&self.inner.stones_handed).insert(key);
             }
         }
@@ -285,7 +264,7 @@ impl Files {
 
     /// This node should hold the key: the owner gets the file if it lacks it.
     async fn settle_with_owner(&self, owner: &PeerRef, meta: &FileMeta) {
-        match after_owner_stat(meta, &self.stat_of(owner, meta).await) {
+        match after_owner_stat(meta, &self.access().stat(owner, &meta.name).await) {
             OwnerCheck::Apply(stone) => {
                 let _ = self.apply_tombstone(&stone);
             }
@@ -444,12 +423,19 @@ impl Files {
             }
         }
         for key in self.inner.store.removed_keys() {
-            for tombstone in self.inner.store.tombstones(&key) {
-                let _ = access
-                    .file_request(&first, FileRequest::Drop { tombstone })
-                    .await;
-            }
+            self.pass_tombstones(&first, &key).await;
         }
+    }
+
+    /// Sends `to` every tombstone kept for `key`; says whether it took them all.
+    async fn pass_tombstones(&self, to: &PeerRef, key: &Id) -> bool {
+        let access = self.access();
+        let mut taken = true;
+        for tombstone in self.inner.store.tombstones(key) {
+            let drop = FileRequest::Drop { tombstone };
+            taken &= access.file_request(to, drop).await.is_ok();
+        }
+        taken
     }
 }
 
