@@ -79,6 +79,18 @@ impl FileMeta {
         meta
     }
 
+    /// What an index keeps of this version in memory (see [`Held`]).
+    pub fn held(&self) -> Held {
+        Held {
+            key: self.key,
+            size: self.size,
+            hash: self.hash,
+            created: self.created,
+            uploader: self.uploader.as_str().into(),
+            role: self.role,
+        }
+    }
+
     /// This version as its uploader signs it.
     pub fn version(&self) -> Version<'_> {
         Version {
@@ -101,6 +113,20 @@ impl FileMeta {
         }
         check_time(self.created, now)
     }
+}
+
+/// A held version without its name and signature: what planning a repair round, answering an
+/// inventory and accounting space need. A store keeps this in memory for every file (about
+/// 150 bytes with the index around it) and reads the rest from disk when it is asked for; the
+/// uploader's text is shared between the versions of one uploader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub key: Id,
+    pub size: u64,
+    pub hash: Hash,
+    pub created: u64,
+    pub uploader: std::sync::Arc<str>,
+    pub role: Role,
 }
 
 /// One version of one file, as its uploader signs it.
@@ -182,6 +208,13 @@ impl Removal {
     /// Whether it removes `version`: the same name and uploader, made at or before it.
     pub fn removes(&self, version: &FileMeta) -> bool {
         self.name == version.name && self.uploader == version.uploader && version.created <= self.at
+    }
+
+    /// The same for a held version known by key (the key is the hash of the name).
+    pub fn removes_held(&self, held: &Held) -> bool {
+        Id::hash(self.name.as_bytes()) == held.key
+            && *self.uploader == *held.uploader
+            && held.created <= self.at
     }
 }
 

@@ -1,26 +1,11 @@
 //! The transport examples run to the end: a ring over QUIC, TCP, the in-memory transport and a
 //! relay each puts and gets a file. `cargo test` builds the examples next to this test.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("examples");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the whole suite with `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::procs::example;
 
 /// Runs an example to completion (at most `limit`) and returns what it printed.
 fn run(name: &str, limit: Duration) -> String {

@@ -42,7 +42,7 @@ impl Files {
             if sender != key && !sender.in_open(&key, &me) {
                 continue;
             }
-            let held = store.get(&key).filter(|_| !self.is_corrupt(&key));
+            let held = store.held(&key).filter(|_| !self.is_corrupt(&key));
             match (&held, store.tombstone(&key, &entry.uploader)) {
                 (Some(m), _) if m.hash == entry.hash && m.created == entry.created => {
                     store.confirm(&key)
@@ -50,7 +50,7 @@ impl Files {
                 (_, Some(stone)) if stone.removal.at >= entry.created => removed.push(stone),
                 // A newer version of the same uploader is here: the owner learns it from the
                 // holders' Stat answers, not from this list.
-                (Some(m), _) if m.uploader == entry.uploader && m.created > entry.created => {}
+                (Some(m), _) if *m.uploader == *entry.uploader && m.created > entry.created => {}
                 _ => missing.push(key),
             }
         }
@@ -71,8 +71,8 @@ impl Files {
             .map_err(|e| FilesError::Refused(e.to_string()))?;
         let key = stone.key();
         let store = &self.inner.store;
-        match store.get(&key) {
-            Some(held) if held.uploader != stone.removal.uploader => Err(FilesError::Refused(
+        match store.held(&key) {
+            Some(held) if *held.uploader != *stone.removal.uploader => Err(FilesError::Refused(
                 format!("'{}' belongs to another peer", stone.removal.name),
             )),
             Some(_) => Ok(FileResponse::Dropped {
@@ -93,7 +93,7 @@ impl Files {
     /// read and did not match mark the copy corrupt (not served; replaced once a good copy is
     /// fetched); a copy that cannot be read is left alone.
     pub(super) async fn on_check(&self, key: Id) -> Result<FileResponse, FilesError> {
-        let Some(meta) = self.inner.store.get(&key) else {
+        let Some(meta) = self.inner.store.held(&key) else {
             return Ok(FileResponse::Checked { good: false });
         };
         {
@@ -113,7 +113,7 @@ impl Files {
         match hash {
             Ok(h) if h == meta.hash => Ok(FileResponse::Checked { good: true }),
             Ok(_) => {
-                self.found_corrupt(&meta);
+                self.found_corrupt(&meta.key);
                 Ok(FileResponse::Checked { good: false })
             }
             Err(e) => {

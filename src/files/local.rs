@@ -104,7 +104,7 @@ impl Files {
         if hash != meta.hash {
             drop(target);
             let _ = tokio::fs::remove_file(&partial).await;
-            self.found_corrupt(&meta);
+            self.found_corrupt(&meta.key);
             return Err(TransferError::HashMismatch.into());
         }
         target

@@ -5,7 +5,7 @@
 use super::error::FilesError;
 use super::member::{locked, now, Files, View};
 use super::ops;
-use super::store::{FileMeta, Role};
+use super::store::{FileMeta, Held, Role};
 use super::transfer::{TransferError, TransferRequest};
 use crate::chord::Id;
 use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY};
@@ -44,34 +44,28 @@ impl Files {
         let store = &self.inner.store;
         let view = self.view().await?;
         let stale_after = self.inner.config.repair_interval * self.inner.config.stale_rounds;
-        let held = store.list();
         let round = self.inner.config.repair_interval;
         let older = |t: Option<std::time::Instant>, d| t.is_none_or(|t| t.elapsed() >= d);
-        let copies = held.iter().map(|meta| Copy {
-            meta,
+        let copies = store.keys().into_iter().map(|(key, role)| Copy {
+            key,
+            role,
             // Unconfirmed for the stale period, it is settled every round until an owner
             // confirms it again (a lying owner never does).
-            unconfirmed: older(store.confirmed(&meta.key), stale_after)
-                && older(store.checked(&meta.key), round),
-            corrupt: self.is_corrupt(&meta.key),
+            unconfirmed: older(store.confirmed(&key), stale_after)
+                && older(store.checked(&key), round),
+            corrupt: self.is_corrupt(&key),
         });
         let plan = plan_round(view.place(), copies, REPAIR_BATCH);
-        let by_key = |key: &Id| held.iter().find(|m| m.key == *key);
         for key in &plan.promote {
             store.set_role(key, Role::Owner)?;
         }
-        let owned: Vec<FileMeta> = plan
-            .replicate
-            .iter()
-            .filter_map(|k| by_key(k).cloned())
-            .collect();
-        self.replicate_owned(&view, &owned).await;
-        for meta in plan.hand_off.iter().filter_map(by_key) {
-            self.hand_off(view.me, meta).await;
+        self.replicate_owned(&view, &plan.replicate).await;
+        for meta in plan.hand_off.iter().filter_map(|k| store.get(k)) {
+            self.hand_off(view.me, &meta).await;
         }
         self.hand_off_tombstones(&view).await;
-        for meta in plan.settle.iter().filter_map(by_key) {
-            self.settle(view.me, meta).await;
+        for meta in plan.settle.iter().filter_map(|k| store.get(k)) {
+            self.settle(view.me, &meta).await;
         }
         self.repair_corrupt().await;
         self.scrub().await;
@@ -135,10 +129,12 @@ impl Files {
 
     /// Tells each replica holder what this node owns and sends what they lack. A holder's
     /// "removed" counts only with the uploader's signed removal of this very version.
-    async fn replicate_owned(&self, view: &View, owned: &[FileMeta]) {
+    async fn replicate_owned(&self, view: &View, owned: &[Id]) {
         let access = self.access();
+        let store = &self.inner.store;
         for holder in &view.holders {
-            for batch in owned.chunks(MAX_INVENTORY) {
+            for keys in owned.chunks(MAX_INVENTORY) {
+                let batch: Vec<Held> = keys.iter().filter_map(|k| store.held(k)).collect();
                 let entries = batch.iter().map(inventory_entry).collect();
                 let Ok(FileResponse::Inventory { missing, removed }) = access
                     .file_request(holder, FileRequest::Inventory { entries })
@@ -151,7 +147,7 @@ impl Files {
                     .take(MAX_INVENTORY)
                     .filter(|t| t.check(now()).is_ok())
                     .collect();
-                for step in after_inventory(batch, &missing, valid) {
+                for step in after_inventory(&batch, &missing, valid) {
                     match step {
                         InventoryStep::Apply(stone) => {
                             if let Err(e) = self.apply_tombstone(&stone) {
@@ -159,9 +155,10 @@ impl Files {
                             }
                         }
                         InventoryStep::Push(key) => {
-                            let Some(meta) = batch.iter().find(|m| m.key == key) else {
+                            let Some(meta) = store.get(&key) else {
                                 continue;
                             };
+                            let meta = &meta;
                             match self.push(holder, meta, Role::Replica).await {
                                 Err(FilesError::Transfer(TransferError::Removed)) => {
                                     self.learn_removal(holder, meta).await
@@ -367,12 +364,9 @@ impl Files {
 
     /// Bytes of `meta` were read and did not match its hash: stop serving the copy and replace
     /// it at the next repair round.
-    pub(super) fn found_corrupt(&self, meta: &FileMeta) {
-        if locked(&self.inner.corrupt).insert(meta.key) {
-            tracing::warn!(
-                name = meta.name,
-                "stored copy is corrupt; fetching a good one"
-            );
+    pub(super) fn found_corrupt(&self, key: &Id) {
+        if locked(&self.inner.corrupt).insert(*key) {
+            tracing::warn!(%key, "stored copy is corrupt; fetching a good one");
             self.inner.wake.notify_one();
         }
     }
@@ -393,7 +387,7 @@ impl Files {
         let Some(first) = successors.first().cloned() else {
             return;
         };
-        let held = self.inner.store.list();
+        let held = self.inner.store.helds();
         let access = self.access();
         // Which successor lacks what, so a leave never lowers a file's number of copies.
         let asks = successors.iter().map(|succ| {
@@ -415,10 +409,10 @@ impl Files {
         });
         let lacks = futures::future::join_all(asks).await;
         for (at, key, role) in hand_over(&held, &lacks) {
-            let Some(meta) = held.iter().find(|m| m.key == key) else {
+            let Some(meta) = self.inner.store.get(&key) else {
                 continue;
             };
-            if let Err(e) = self.push(&successors[at], meta, role).await {
+            if let Err(e) = self.push(&successors[at], &meta, role).await {
                 tracing::warn!(name = meta.name, "hand-off failed: {e}");
             }
         }
@@ -444,11 +438,11 @@ fn is_full(result: &Result<u32, FilesError>) -> bool {
     matches!(result, Err(FilesError::Transfer(TransferError::Refused(why))) if why.starts_with("full"))
 }
 
-fn inventory_entry(meta: &FileMeta) -> InventoryEntry {
+fn inventory_entry(held: &Held) -> InventoryEntry {
     InventoryEntry {
-        key: meta.key,
-        hash: meta.hash,
-        created: meta.created,
-        uploader: meta.uploader.clone(),
+        key: held.key,
+        hash: held.hash,
+        created: held.created,
+        uploader: held.uploader.to_string(),
     }
 }

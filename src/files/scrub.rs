@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::member::{locked, Files};
-use super::store::{FileMeta, Hash};
+use super::store::{Hash, Held};
 
 /// Bytes the integrity scrub re-reads per round.
 const SCRUB_BYTES: u64 = 64 * 1024 * 1024;
@@ -18,18 +18,18 @@ impl Files {
         let corrupt = tokio::task::spawn_blocking(move || files.scrub_some())
             .await
             .unwrap_or_default();
-        for meta in corrupt {
+        for held in corrupt {
             // Judged on what was read; a copy replaced meanwhile is not this one.
-            if self.inner.store.get(&meta.key).as_ref() == Some(&meta) {
-                self.found_corrupt(&meta);
+            if self.inner.store.held(&held.key).as_ref() == Some(&held) {
+                self.found_corrupt(&held.key);
             }
         }
     }
 
     /// One scrub step (blocking): the copies whose bytes no longer match their hash.
-    fn scrub_some(&self) -> Vec<FileMeta> {
+    fn scrub_some(&self) -> Vec<Held> {
         let store = &self.inner.store;
-        let files = store.list();
+        let files = store.helds();
         let mut corrupt = Vec::new();
         let mut next = locked(&self.inner.scrub_next);
         let start = next
@@ -46,7 +46,7 @@ impl Files {
             match hash_file(&store.data_path(&meta.key)) {
                 Ok(hash) if hash == meta.hash => {}
                 Ok(_) => corrupt.push(meta.clone()),
-                Err(e) => tracing::warn!(name = meta.name, "scrub cannot read the copy: {e}"),
+                Err(e) => tracing::warn!(key = %meta.key, "scrub cannot read the copy: {e}"),
             }
         }
         corrupt

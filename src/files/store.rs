@@ -3,15 +3,15 @@
 //! renamed, so a crash or a broken transfer never leaves a partial file visible; the index is
 //! rebuilt from the metadata files at start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::chord::Id;
-pub use crate::records::{hash_hex, unix_millis, FileMeta, Hash, Role, Tombstone};
+pub use crate::records::{hash_hex, unix_millis, FileMeta, Hash, Held, Role, Tombstone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,26 +40,105 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// One file in the in-memory index: its [`Held`] summary without the key (the map's key),
+/// and two times in milliseconds after the store opened (0: never), to stay small.
 struct Entry {
-    meta: FileMeta,
-    /// Last time the owner confirmed it wants this replica here (in memory only; `None`: not
-    /// since this node started, so the first repair round checks it).
-    confirmed: Option<Instant>,
+    size: u64,
+    hash: Hash,
+    created: u64,
+    uploader: Arc<str>,
+    role: Role,
+    /// Last time the owner confirmed it wants this replica here (in memory only; 0: not since
+    /// this node started, so the first repair round checks it).
+    confirmed: u64,
     /// Last time this node itself settled the copy (looked up its holders): not a word from
     /// the owner, so it never lets the copy vouch for the key.
-    checked: Option<Instant>,
+    checked: u64,
+}
+
+impl Entry {
+    fn held(&self, key: Id) -> Held {
+        Held {
+            key,
+            size: self.size,
+            hash: self.hash,
+            created: self.created,
+            uploader: self.uploader.clone(),
+            role: self.role,
+        }
+    }
+
+    fn same_version(&self, meta: &FileMeta) -> bool {
+        self.hash == meta.hash
+            && self.created == meta.created
+            && self.size == meta.size
+            && *self.uploader == *meta.uploader
+    }
+}
+
+/// What the store holds, in key order. Names and signatures stay on disk (the metadata
+/// files): at 10^5 or 10^6 files they would be most of the memory, and only pages, gets and
+/// pushes need them.
+#[derive(Default)]
+struct Index {
+    entries: BTreeMap<Id, Entry>,
+    /// Each uploader's peer id once, shared by its files' entries.
+    uploaders: HashSet<Arc<str>>,
+}
+
+impl Index {
+    fn insert(&mut self, meta: &FileMeta, confirmed: u64) -> Option<Entry> {
+        let uploader = match self.uploaders.get(meta.uploader.as_str()) {
+            Some(known) => known.clone(),
+            None => {
+                let new: Arc<str> = meta.uploader.as_str().into();
+                self.uploaders.insert(new.clone());
+                new
+            }
+        };
+        let entry = Entry {
+            size: meta.size,
+            hash: meta.hash,
+            created: meta.created,
+            uploader,
+            role: meta.role,
+            confirmed,
+            checked: 0,
+        };
+        let replaced = self.entries.insert(meta.key, entry);
+        if let Some(old) = &replaced {
+            self.forget_uploader(&old.uploader);
+        }
+        replaced
+    }
+
+    fn remove(&mut self, key: &Id) -> Option<Entry> {
+        let removed = self.entries.remove(key)?;
+        self.forget_uploader(&removed.uploader);
+        Some(removed)
+    }
+
+    /// Drops an uploader's shared text once no entry names it (the set and `uploader` are
+    /// the last two holders).
+    fn forget_uploader(&mut self, uploader: &Arc<str>) {
+        if Arc::strong_count(uploader) <= 2 {
+            self.uploaders.remove(uploader);
+        }
+    }
 }
 
 /// The files of one node.
 pub struct Store {
     dir: PathBuf,
-    index: Mutex<BTreeMap<Id, Entry>>,
+    index: Mutex<Index>,
     /// Keys with at least one tombstone on disk.
     removed: Mutex<BTreeSet<Id>>,
     /// Bytes this store may use (`None`: no limit), what it uses, and what transfers under
     /// way have reserved.
     limit: Option<u64>,
     space: Mutex<Space>,
+    /// What the entries' times count from.
+    opened: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +205,7 @@ impl Store {
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
             let _ = fs::remove_file(entry.path());
         }
-        let mut index = BTreeMap::new();
+        let mut index = Index::default();
         let mut removed = BTreeSet::new();
         for entry in fs::read_dir(dir).map_err(io(dir))?.flatten() {
             let path = entry.path();
@@ -149,21 +228,18 @@ impl Store {
                 .and_then(|b| serde_json::from_slice(&b).ok());
             match meta {
                 Some(meta) if Store::data_path_in(dir, &meta.key).exists() => {
-                    index.insert(
-                        meta.key,
-                        Entry {
-                            meta,
-                            confirmed: None,
-                            checked: None,
-                        },
-                    );
+                    index.insert(&meta, 0);
                 }
                 _ => {
                     tracing::warn!(path = %path.display(), "ignoring unreadable or orphaned metadata")
                 }
             }
         }
-        let used = index.values().map(|e| e.meta.size + OVERHEAD).sum::<u64>()
+        let used = index
+            .entries
+            .values()
+            .map(|e| e.size + OVERHEAD)
+            .sum::<u64>()
             + removed.len() as u64 * OVERHEAD;
         Ok(Store {
             dir: dir.to_path_buf(),
@@ -171,6 +247,7 @@ impl Store {
             removed: Mutex::new(removed),
             limit,
             space: Mutex::new(Space { used, reserved: 0 }),
+            opened: Instant::now(),
         })
     }
 
@@ -202,7 +279,7 @@ impl Store {
 
     /// What the store holds, against its limit.
     pub fn usage(&self) -> Usage {
-        let files = self.lock().len() as u64;
+        let files = self.lock().entries.len() as u64;
         let space = self.space_lock();
         Usage {
             used: space.used + space.reserved,
@@ -229,31 +306,95 @@ impl Store {
         self.dir.join(format!("{}.json", key.to_hex()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Id, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         // A panic while holding the lock cannot leave the map half-updated (single inserts and
         // removes), so a poisoned lock is still safe to use.
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, key: &Id) -> Option<FileMeta> {
-        self.lock().get(key).map(|e| e.meta.clone())
+    /// Now, as an entry's time (never 0).
+    fn stamp(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64 + 1
     }
 
+    fn instant(&self, stamp: u64) -> Option<Instant> {
+        let since = std::time::Duration::from_millis(stamp.checked_sub(1)?);
+        Some(self.opened + since)
+    }
+
+    /// What is held under `key`, from memory.
+    pub fn held(&self, key: &Id) -> Option<Held> {
+        self.lock().entries.get(key).map(|e| e.held(*key))
+    }
+
+    /// Every held key with its role, in key order (from memory).
+    pub fn keys(&self) -> Vec<(Id, Role)> {
+        let index = self.lock();
+        index.entries.iter().map(|(k, e)| (*k, e.role)).collect()
+    }
+
+    /// What is held, in key order (from memory).
+    pub fn helds(&self) -> Vec<Held> {
+        let index = self.lock();
+        index.entries.iter().map(|(k, e)| e.held(*k)).collect()
+    }
+
+    /// The whole record of what is held under `key` (its name and signature read from disk).
+    /// A record that cannot be read now is logged and taken as absent: callers only serve,
+    /// push or compare with it, never delete on its absence.
+    pub fn get(&self, key: &Id) -> Option<FileMeta> {
+        self.try_get(key).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        })
+    }
+
+    /// The same, with the error of a record that is held but cannot be read.
+    pub fn try_get(&self, key: &Id) -> Result<Option<FileMeta>, StoreError> {
+        let index = self.lock();
+        self.read_entry(&index, key)
+    }
+
+    /// Reads `key`'s metadata file, which must agree with the index (the caller holds the
+    /// lock, so no commit moves it meanwhile).
+    fn read_entry(&self, index: &Index, key: &Id) -> Result<Option<FileMeta>, StoreError> {
+        let Some(entry) = index.entries.get(key) else {
+            return Ok(None);
+        };
+        let path = self.meta_path(key);
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        let mut meta: FileMeta =
+            serde_json::from_slice(&bytes).map_err(|e| io(&path)(std::io::Error::other(e)))?;
+        if meta.key != *key || !entry.same_version(&meta) {
+            let e = std::io::Error::other("the metadata file no longer matches the index");
+            return Err(io(&path)(e));
+        }
+        meta.role = entry.role;
+        Ok(Some(meta))
+    }
+
+    /// Every held file's whole record (read from disk; for local listings and tests).
     pub fn list(&self) -> Vec<FileMeta> {
-        self.lock().values().map(|e| e.meta.clone()).collect()
+        self.page(None, usize::MAX).0
     }
 
     /// At most `max` files with keys after `after` (from the start when `None`), in key
-    /// order, and whether more follow: a page, without copying the rest of the index.
+    /// order, and whether more follow: a page, read without copying the index.
     pub fn page(&self, after: Option<Id>, max: usize) -> (Vec<FileMeta>, bool) {
         use std::ops::Bound;
         let index = self.lock();
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut range = index.range((from, Bound::Unbounded));
-        let page: Vec<FileMeta> = range
+        let mut range = index.entries.range((from, Bound::Unbounded));
+        let page = range
             .by_ref()
             .take(max)
-            .map(|(_, e)| e.meta.clone())
+            .filter_map(|(key, _)| match self.read_entry(&index, key) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            })
             .collect();
         (page, range.next().is_some())
     }
@@ -261,23 +402,27 @@ impl Store {
     /// When the owner last confirmed this replica (or when it was stored); `None` if held
     /// but not confirmed since this node started, or not held.
     pub fn confirmed(&self, key: &Id) -> Option<Instant> {
-        self.lock().get(key).and_then(|e| e.confirmed)
+        let stamp = self.lock().entries.get(key)?.confirmed;
+        self.instant(stamp)
     }
 
     /// When this node last settled the copy itself.
     pub fn checked(&self, key: &Id) -> Option<Instant> {
-        self.lock().get(key).and_then(|e| e.checked)
+        let stamp = self.lock().entries.get(key)?.checked;
+        self.instant(stamp)
     }
 
     pub fn mark_checked(&self, key: &Id) {
-        if let Some(e) = self.lock().get_mut(key) {
-            e.checked = Some(Instant::now());
+        let now = self.stamp();
+        if let Some(e) = self.lock().entries.get_mut(key) {
+            e.checked = now;
         }
     }
 
     pub fn confirm(&self, key: &Id) {
-        if let Some(e) = self.lock().get_mut(key) {
-            e.confirmed = Some(Instant::now());
+        let now = self.stamp();
+        if let Some(e) = self.lock().entries.get_mut(key) {
+            e.confirmed = now;
         }
     }
 
@@ -302,21 +447,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         incoming.file.sync_all().map_err(io(&incoming.path))?;
         let mut index = self.lock();
-        check(index.get(&meta.key).map(|e| &e.meta)).map_err(StoreError::Refused)?;
+        // A held copy whose record cannot be read now is not replaced on a guess.
+        let held = self.read_entry(&index, &meta.key).map_err(|e| {
+            StoreError::Refused(format!("the copy held here cannot be compared now: {e}"))
+        })?;
+        check(held.as_ref()).map_err(StoreError::Refused)?;
         let data = self.data_path(&meta.key);
         fs::rename(&incoming.path, &data).map_err(io(&data))?;
         drop(incoming);
         self.write_meta(&meta)?;
         let added = meta.size + OVERHEAD;
-        let replaced = index.insert(
-            meta.key,
-            Entry {
-                meta,
-                confirmed: Some(Instant::now()),
-                checked: None,
-            },
-        );
-        self.account(added, replaced.map_or(0, |e| e.meta.size + OVERHEAD));
+        let replaced = index.insert(&meta, self.stamp());
+        self.account(added, replaced.map_or(0, |e| e.size + OVERHEAD));
         Ok(())
     }
 
@@ -331,7 +473,11 @@ impl Store {
     /// same version (repair of a corrupt copy), unless the copy changed meanwhile.
     pub fn replace_bytes(&self, fetched: &Path, seen: &FileMeta) -> Result<bool, StoreError> {
         let index = self.lock();
-        if index.get(&seen.key).map(|e| &e.meta) != Some(seen) {
+        let same = index
+            .entries
+            .get(&seen.key)
+            .is_some_and(|e| e.same_version(seen));
+        if !same {
             return Ok(false);
         }
         let data = self.data_path(&seen.key);
@@ -360,19 +506,21 @@ impl Store {
 
     /// Changes why this node holds `key` (owner ↔ replica).
     pub fn set_role(&self, key: &Id, role: Role) -> Result<(), StoreError> {
-        let meta = {
-            let mut index = self.lock();
-            let Some(entry) = index.get_mut(key) else {
-                return Ok(());
-            };
-            if entry.meta.role == role {
-                return Ok(());
-            }
-            entry.meta.role = role;
-            entry.confirmed = Some(Instant::now());
-            entry.meta.clone()
-        };
-        self.write_meta(&meta)
+        let now = self.stamp();
+        let mut index = self.lock();
+        if index.entries.get(key).is_none_or(|e| e.role == role) {
+            return Ok(());
+        }
+        // Disk first: the record on disk and the index never disagree about the version.
+        if let Some(mut meta) = self.read_entry(&index, key)? {
+            meta.role = role;
+            self.write_meta(&meta)?;
+        }
+        if let Some(entry) = index.entries.get_mut(key) {
+            entry.role = role;
+            entry.confirmed = now;
+        }
+        Ok(())
     }
 
     fn tombstone_path(&self, key: &Id) -> PathBuf {
@@ -457,7 +605,7 @@ impl Store {
     }
 
     /// Deletes a file: metadata first, so a crash in between leaves no visible file.
-    pub fn remove(&self, key: &Id) -> Result<Option<FileMeta>, StoreError> {
+    pub fn remove(&self, key: &Id) -> Result<Option<Held>, StoreError> {
         let Some(entry) = self.lock().remove(key) else {
             return Ok(None);
         };
@@ -465,8 +613,8 @@ impl Store {
         fs::remove_file(&meta_path).map_err(io(&meta_path))?;
         let data = self.data_path(key);
         fs::remove_file(&data).map_err(io(&data))?;
-        self.account(0, entry.meta.size + OVERHEAD);
-        Ok(Some(entry.meta))
+        self.account(0, entry.size + OVERHEAD);
+        Ok(Some(entry.held(*key)))
     }
 }
 

@@ -22,6 +22,9 @@ use super::protocol::{
 
 pub type ChordRpc = cbor::Behaviour<WireRequest, WireResponse>;
 
+/// Chord requests one connection carries at once (both ways).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 100;
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Refuses connections past the node's limits (first, so nothing else sees them).
@@ -78,7 +81,8 @@ impl Default for RelayLimits {
 }
 
 /// How many connections a node accepts. Outgoing connections are not limited: a node dials
-/// only what the ring needs.
+/// only what the ring needs. The ring's neighbours (predecessor and successors) bypass these
+/// limits: they are the connections a flood must never push out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Established incoming connections, in all.
@@ -184,7 +188,11 @@ fn behaviour(
     let codec = cbor::codec::Codec::default()
         .set_request_size_maximum(MAX_REQUEST_BYTES)
         .set_response_size_maximum(MAX_RESPONSE_BYTES);
-    let rpc = request_response::Config::default().with_request_timeout(config.request_timeout);
+    // Per connection, requests both ways at once; an inbound one past it is dropped at once
+    // (the asker sees the stream fail), never queued.
+    let rpc = request_response::Config::default()
+        .with_request_timeout(config.request_timeout)
+        .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     let me = key.public().to_peer_id();
     let relay = config.relay_server.as_ref().map(|limits| {
         let relay_config = relay::Config {

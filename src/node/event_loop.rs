@@ -1,7 +1,7 @@
 //! The node's event loop: carries the Chord core's messages over libp2p, answers handles, and
 //! hands file requests to the file service.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,7 +114,14 @@ pub(super) struct EventLoop {
     _data_dir: Option<DataDir>,
     /// Show the connections in `Status` answers to remote peers too.
     share_connections: bool,
+    /// The ring's neighbours (predecessor and successor list), whom the connection limits
+    /// never refuse: a flood of strangers must not cut the ring.
+    neighbours: BTreeSet<PeerId>,
 }
+
+/// File requests the service may be answering at once; past it a request is refused "busy"
+/// at once, so a flood of requests cannot queue without bound.
+pub const MAX_PENDING_REPLIES: usize = 256;
 
 impl EventLoop {
     pub(super) fn new(
@@ -146,6 +153,7 @@ impl EventLoop {
             replies: FuturesUnordered::new(),
             _data_dir: data_dir,
             share_connections,
+            neighbours: BTreeSet::new(),
         }
     }
 
@@ -560,6 +568,9 @@ impl EventLoop {
                     WireResponse::Error(e.to_string())
                 }
             },
+            WireRequest::Files(_) if self.replies.len() >= MAX_PENDING_REPLIES => {
+                WireResponse::Error("busy: too many file requests under way; try again".into())
+            }
             WireRequest::Files(request) => match &self.service {
                 Some(service) => {
                     let answer = service.handle(peer, request);
@@ -603,6 +614,31 @@ impl EventLoop {
         while let Some(event) = self.core.poll_event() {
             self.on_core_event(event);
         }
+        self.exempt_neighbours();
+    }
+
+    /// Keeps the connection limits' bypass list equal to the ring's neighbours now.
+    fn exempt_neighbours(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        let now: BTreeSet<PeerId> = self
+            .core
+            .predecessor()
+            .into_iter()
+            .chain(self.core.successors())
+            .map(|n| n.addr.peer_id)
+            .filter(|p| *p != local)
+            .collect();
+        if now == self.neighbours {
+            return;
+        }
+        let limits = &mut self.swarm.behaviour_mut().limits;
+        for gone in self.neighbours.difference(&now) {
+            limits.remove_peer_id(gone);
+        }
+        for new in now.difference(&self.neighbours) {
+            limits.bypass_peer_id(new);
+        }
+        self.neighbours = now;
     }
 
     fn on_core_event(&mut self, event: Event<Contact>) {

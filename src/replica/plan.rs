@@ -5,14 +5,16 @@
 //! the simulator (`sim::files`) run the same sequence, each with its own messages.
 
 use crate::chord::Id;
-use crate::records::{FileMeta, Role, Tombstone};
+use crate::records::{FileMeta, Held, Role, Tombstone};
 
 use super::{may_drop_surplus, owns, responsible, same_version, Said, Shown};
 
 /// What a node knows of one copy it holds, for planning a round.
 #[derive(Clone, Copy, Debug)]
-pub struct Copy<'a> {
-    pub meta: &'a FileMeta,
+pub struct Copy {
+    pub key: Id,
+    /// Why the node holds it now.
+    pub role: Role,
     /// Not confirmed by its owner for a while (or not since the node started).
     pub unconfirmed: bool,
     /// Its bytes were read and did not match: not served, not passed on.
@@ -42,20 +44,16 @@ pub struct RoundPlan {
 }
 
 /// Plans a round over `copies` (in key order).
-pub fn plan_round<'a>(
-    place: Place,
-    copies: impl IntoIterator<Item = Copy<'a>>,
-    batch: usize,
-) -> RoundPlan {
+pub fn plan_round(place: Place, copies: impl IntoIterator<Item = Copy>, batch: usize) -> RoundPlan {
     let mut plan = RoundPlan::default();
     for copy in copies {
-        let key = copy.meta.key;
+        let key = copy.key;
         let mine = owns(&key, &place.me, place.predecessor.as_ref(), place.alone);
-        let role = if mine && copy.meta.role == Role::Replica {
+        let role = if mine && copy.role == Role::Replica {
             plan.promote.push(key);
             Role::Owner
         } else {
-            copy.meta.role
+            copy.role
         };
         match role {
             Role::Owner if !mine && place.predecessor.is_some() => {
@@ -91,13 +89,13 @@ pub enum InventoryStep {
 /// The steps an inventory answer calls for, given the entries sent (`sent`), the keys the
 /// holder says it lacks, and the tombstones it sent that passed their checks.
 pub fn after_inventory(
-    sent: &[FileMeta],
+    sent: &[Held],
     missing: &[Id],
     valid_removed: Vec<Tombstone>,
 ) -> Vec<InventoryStep> {
     let mut steps: Vec<InventoryStep> = valid_removed
         .into_iter()
-        .filter(|t| sent.iter().any(|m| t.removal.removes(m)))
+        .filter(|t| sent.iter().any(|m| t.removal.removes_held(m)))
         .map(|t| InventoryStep::Apply(Box::new(t)))
         .collect();
     steps.extend(
@@ -222,7 +220,7 @@ pub fn after_challenge<P: Clone>(
 /// their inventory answers (`lacks[i]`: the keys successor `i` said it lacks; `None`: no
 /// answer, taken as lacking nothing). Returns (successor index, key, role) pushes, in `held`
 /// order.
-pub fn hand_over(held: &[FileMeta], lacks: &[Option<Vec<Id>>]) -> Vec<(usize, Id, Role)> {
+pub fn hand_over(held: &[Held], lacks: &[Option<Vec<Id>>]) -> Vec<(usize, Id, Role)> {
     let lacking = |i: usize, key: &Id| match lacks.get(i) {
         Some(Some(keys)) => keys.contains(key),
         _ => false,

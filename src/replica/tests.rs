@@ -260,8 +260,9 @@ fn a_round_promotes_hands_off_replicates_and_settles_by_the_ring_view() {
     let theirs_unconfirmed = at(20, Role::Replica);
     let theirs_confirmed = at(30, Role::Replica);
     let corrupt_owned = at(115, Role::Owner);
-    let copy = |meta, unconfirmed, corrupt| Copy {
-        meta,
+    let copy = |meta: &FileMeta, unconfirmed, corrupt| Copy {
+        key: meta.key,
+        role: meta.role,
         unconfirmed,
         corrupt,
     };
@@ -355,7 +356,7 @@ fn settling_asks_the_owner_or_challenges_everyone_and_only_proofs_drop() {
     let mut other = version("alice", 1, 3);
     other.key = Id([9; 20]);
     let steps = after_inventory(
-        &[mine.clone(), other.clone()],
+        &[mine.held(), other.held()],
         &[other.key],
         vec![
             stone("alice", 600, mine.clone()),
@@ -387,7 +388,7 @@ fn a_leave_places_each_copy_where_it_is_lacking() {
         key: Id([3; 20]),
         ..version("alice", 1, 3)
     };
-    let held = [owned.clone(), replica.clone(), everywhere.clone()];
+    let held = [owned.held(), replica.held(), everywhere.held()];
     // The first successor lacks the replica only; the second lacks the owned file.
     let lacks = vec![Some(vec![replica.key]), Some(vec![owned.key]), Some(vec![])];
     assert_eq!(

@@ -193,7 +193,8 @@ impl Sim {
             return;
         };
         let copies = files.held.values().map(|h| Copy {
-            meta: &h.meta,
+            key: h.meta.key,
+            role: h.meta.role,
             // Unconfirmed for the stale period, it is settled every round until an owner
             // confirms it again (a lying owner never does).
             unconfirmed: h.confirmed.is_none_or(|t| now.saturating_sub(t) > stale)
@@ -230,7 +231,8 @@ impl Sim {
         if !owned.is_empty() {
             for holder in holders {
                 if let Some(files) = self.files_of_mut(addr) {
-                    files.inventories.insert(holder.addr, owned.clone());
+                    let sent = owned.iter().map(FileMeta::held).collect();
+                    files.inventories.insert(holder.addr, sent);
                 }
                 let entries = owned.clone();
                 self.send_file(addr, holder.addr, FileMsg::Inventory { entries });
@@ -427,7 +429,8 @@ impl Sim {
             .files_of(addr)
             .map(|f| f.held.values().map(|h| h.meta.clone()).collect())
             .unwrap_or_default();
-        for (i, key, role) in hand_over(&held, &leaving.lacks) {
+        let summary: Vec<_> = held.iter().map(FileMeta::held).collect();
+        for (i, key, role) in hand_over(&summary, &leaving.lacks) {
             let Some(meta) = held.iter().find(|m| m.key == key) else {
                 continue;
             };

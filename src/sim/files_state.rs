@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::chord::{Id, LookupId, NodeRef};
-use crate::records::{FileMeta, Role, Tombstone};
+use crate::records::{self, FileMeta, Role, Tombstone};
 use crate::replica::Shown;
 
 use super::addr::Addr;
@@ -73,7 +73,7 @@ pub(super) struct NodeFiles {
     pub looking: BTreeMap<LookupId, Looking>,
     pub challenges: BTreeMap<Id, Challenge>,
     /// Inventories sent and not answered yet, by holder: what they listed.
-    pub inventories: BTreeMap<Addr, Vec<FileMeta>>,
+    pub inventories: BTreeMap<Addr, Vec<records::Held>>,
     /// Hand-offs sent, by key: to whom, and when (virtual ns; a lost answer expires).
     pub handing: BTreeMap<Id, (Addr, u64)>,
     /// An informed leave under way: the successors asked, and what each said it lacks.

@@ -22,6 +22,24 @@ pub const RING_FLAGS: &[&str] = &[
     "1s",
 ];
 
+/// The path of a built example (`cargo test` builds the examples next to the tests).
+pub fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the whole suite with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
 /// A command for the binary (or a wrapper of it) whose per-user files (a one-shot client's
 /// default identity) go to a directory of the tests', not the user's home.
 pub fn isolated(program: &str) -> Command {
@@ -55,7 +73,11 @@ impl Proc {
     /// A node with its own data dir and `args`, run through `wrapper` (e.g. `ip netns exec
     /// NS`) when it is not empty.
     pub fn spawn_in(wrapper: &[&str], args: &[&str]) -> Proc {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Proc::spawn_in_dir(tempfile::tempdir().expect("tempdir"), wrapper, args)
+    }
+
+    /// The same with a data dir prepared beforehand (removed when the guard drops).
+    pub fn spawn_in_dir(dir: tempfile::TempDir, wrapper: &[&str], args: &[&str]) -> Proc {
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = isolated(program);
