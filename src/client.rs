@@ -102,6 +102,15 @@ impl Client {
         self.node.peer_id()
     }
 
+    /// Closes the client's connections, so the nodes it used free them at once rather than
+    /// when they time out (a script of one-shot commands would otherwise pile them up).
+    pub async fn close(&self) {
+        self.node
+            .handle()
+            .close_all(Duration::from_millis(500))
+            .await;
+    }
+
     /// Connects to a user-given address and returns the member that answered.
     pub async fn connect(&self, target: Target) -> Result<PeerRef, ClientError> {
         Ok(self.node.handle().resolve(target).await?)

@@ -135,9 +135,11 @@ async fn put(
     std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
+    let (c, e) = (&client, &entry);
     let report =
-        with_progress(|tick| async move { client.put(&entry, file, &name, Some(&*tick)).await })
-            .await?;
+        with_progress(|tick| async move { c.put(e, file, &name, Some(&*tick)).await }).await;
+    client.close().await;
+    let report = report?;
     emit(if json {
         output::put_json(&report).to_string()
     } else {
@@ -156,9 +158,11 @@ async fn get(
     let out = output_path(name, output)?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
+    let (c, e) = (&client, &entry);
     let report =
-        with_progress(|tick| async move { client.get(&entry, name, &out, Some(&*tick)).await })
-            .await?;
+        with_progress(|tick| async move { c.get(e, name, &out, Some(&*tick)).await }).await;
+    client.close().await;
+    let report = report?;
     emit(if json {
         output::get_json(&report).to_string()
     } else {
@@ -169,7 +173,9 @@ async fn get(
 
 async fn ls(args: &ClientArgs, json: bool) -> Result<()> {
     let (client, entry) = connect(args).await?;
-    let files = client.list(&entry).await?;
+    let files = client.list(&entry).await;
+    client.close().await;
+    let files = files?;
     emit(if json {
         output::files_json(&files).to_string()
     } else {
@@ -180,14 +186,18 @@ async fn ls(args: &ClientArgs, json: bool) -> Result<()> {
 
 async fn rm(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
     let (client, entry) = connect(args).await?;
-    let copies = client.remove(&entry, name).await?;
+    let copies = client.remove(&entry, name).await;
+    client.close().await;
+    let copies = copies?;
     emit(output::removed(name, copies, json));
     Ok(())
 }
 
 async fn lookup(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
     let (client, entry) = connect(args).await?;
-    let result = client.lookup(&entry, Id::hash(name.as_bytes())).await?;
+    let result = client.lookup(&entry, Id::hash(name.as_bytes())).await;
+    client.close().await;
+    let result = result?;
     if json {
         emit(output::lookup_json(name, &result));
     } else {
@@ -198,7 +208,9 @@ async fn lookup(name: &str, args: &ClientArgs, json: bool) -> Result<()> {
 
 async fn status(args: &ClientArgs, json: bool) -> Result<()> {
     let (client, entry) = connect(args).await?;
-    let report = client.status(&entry).await?;
+    let report = client.status(&entry).await;
+    client.close().await;
+    let report = report?;
     if json {
         emit(output::status_json(&report));
     } else {

@@ -180,17 +180,19 @@ impl Access {
         .await
     }
 
-    /// What `peer` holds under `name`'s key, as far as signatures prove it.
-    pub async fn stat(&self, peer: &PeerRef, name: &str) -> Said {
+    /// What `peer` holds under `name`'s key, as far as signatures prove it; its refusal
+    /// when it answered with one (e.g. its copy cannot be read now).
+    pub async fn stat(&self, peer: &PeerRef, name: &str) -> Result<Said, FilesError> {
         let key = Id::hash(name.as_bytes());
         if let (Some(files), true) = (&self.local, self.is_me(peer)) {
             return files.said_here(&key);
         }
         match self.file_request(peer, FileRequest::Stat { key }).await {
             Ok(FileResponse::Stat { held, removed }) => {
-                verify_stat(name, held, removed, unix_millis())
+                Ok(verify_stat(name, held, removed, unix_millis()))
             }
-            _ => Said::Nothing,
+            Err(refused @ FilesError::Refused(_)) => Err(refused),
+            _ => Ok(Said::Nothing),
         }
     }
 

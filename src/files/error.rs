@@ -21,6 +21,8 @@ pub enum FilesError {
     Local { path: String, reason: String },
     #[error("no copy of '{0}' could be found on the ring")]
     NotFound(String),
+    #[error("'{name}' could not be read from the ring now: a holder refused: {reason}")]
+    Unanswered { name: String, reason: String },
     #[error("'{0}' was removed by its uploader")]
     Removed(String),
     #[error("{0}")]

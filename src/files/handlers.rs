@@ -5,7 +5,7 @@
 use libp2p::PeerId;
 
 use super::error::FilesError;
-use super::member::{locked, now, Files};
+use super::member::{locked, now, unreadable, Files};
 use crate::chord::Id;
 use crate::net::node_id;
 use crate::net::protocol::{
@@ -19,9 +19,13 @@ const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Files {
     /// A page of what this node holds, in key order.
-    pub(super) fn list_page(&self, after: Option<Id>) -> FileResponse {
-        let (files, more) = self.inner.store.page(after, MAX_LIST_FILES);
-        FileResponse::List { files, more }
+    pub(super) fn list_page(&self, after: Option<Id>) -> Result<FileResponse, FilesError> {
+        let (files, more) = self
+            .inner
+            .store
+            .page(after, MAX_LIST_FILES)
+            .map_err(unreadable)?;
+        Ok(FileResponse::List { files, more })
     }
 
     /// An owner says what this node should hold. Only a node that could own the keys (it lies
@@ -127,25 +131,29 @@ impl Files {
     }
 
     /// The version held here and the removals known, as signed records a getter checks.
-    pub(super) fn on_stat(&self, key: &Id) -> FileResponse {
-        let held = match self.said_here(key) {
+    pub(super) fn on_stat(&self, key: &Id) -> Result<FileResponse, FilesError> {
+        let held = match self.said_here(key)? {
             Said::Holds(meta) => Some(meta),
             _ => None,
         };
         let mut removed = self.inner.store.tombstones(key);
         removed.truncate(MAX_TOMBSTONES);
-        FileResponse::Stat { held, removed }
+        Ok(FileResponse::Stat { held, removed })
     }
 
     /// Proves this node holds the bytes of its version of `key`: a keyed hash over the range
     /// the challenger's nonce picks.
-    pub(super) async fn on_prove(&self, key: Id, nonce: [u8; 32]) -> FileResponse {
-        let Said::Holds(meta) = self.said_here(&key) else {
-            return FileResponse::Proof {
+    pub(super) async fn on_prove(
+        &self,
+        key: Id,
+        nonce: [u8; 32],
+    ) -> Result<FileResponse, FilesError> {
+        let Said::Holds(meta) = self.said_here(&key)? else {
+            return Ok(FileResponse::Proof {
                 held: None,
                 proof: None,
                 keeps: false,
-            };
+            });
         };
         let proof = self.prove(&meta, nonce).await;
         let config = &self.inner.config;
@@ -156,11 +164,11 @@ impl Files {
             .store
             .confirmed(&key)
             .is_some_and(|t| t.elapsed() <= stale_after);
-        FileResponse::Proof {
+        Ok(FileResponse::Proof {
             held: Some(meta),
             proof,
             keeps: replica::keeps(owns, confirmed),
-        }
+        })
     }
 
     /// The proof over this node's own copy of `meta` (None if it cannot be read).

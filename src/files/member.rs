@@ -11,6 +11,7 @@ use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use tokio::sync::Notify;
 
+use super::error::FilesError;
 use super::store::{Store, StoreError};
 use super::transfer::TRANSFER_PROTOCOL;
 use super::FilesConfig;
@@ -232,13 +233,15 @@ impl Files {
         locked(&self.inner.corrupt).contains(key)
     }
 
-    /// What this node itself would answer a `Stat` with.
-    pub(super) fn said_here(&self, key: &Id) -> Said {
-        let held = self.inner.store.get(key).filter(|_| !self.is_corrupt(key));
-        match held {
+    /// What this node itself would answer a `Stat` with; a refusal when its copy's record
+    /// cannot be read now (out of descriptors, a disk error): never "not held" for a copy
+    /// that is here.
+    pub(super) fn said_here(&self, key: &Id) -> Result<Said, FilesError> {
+        let held = self.inner.store.try_get(key).map_err(unreadable)?;
+        Ok(match held.filter(|_| !self.is_corrupt(key)) {
             Some(meta) => Said::Holds(meta),
             None => newest_stone(self.inner.store.tombstones(key)),
-        }
+        })
     }
 
     /// Drops the copy `seen` describes, unless it was replaced or removed meanwhile (then what
@@ -290,6 +293,15 @@ impl HasFiles for Node {
     }
 }
 
+/// A held copy that cannot be read now, as the refusal a peer gets (the cause, not the path).
+pub(super) fn unreadable(e: StoreError) -> FilesError {
+    let cause = match e {
+        StoreError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    FilesError::Refused(format!("the stored copy cannot be read now: {cause}"))
+}
+
 /// The latest verified removal among `stones`, as a `Stat` answer.
 fn newest_stone(stones: Vec<Tombstone>) -> Said {
     match stones.into_iter().max_by_key(|t| t.removal.at) {
@@ -322,12 +334,12 @@ impl Service for Files {
         let files = self.clone();
         Box::pin(async move {
             let response = match request {
-                FileRequest::List { after } => Ok(files.list_page(after)),
+                FileRequest::List { after } => files.list_page(after),
                 FileRequest::Inventory { entries } => files.on_inventory(&from, entries).await,
                 FileRequest::Drop { tombstone } => files.on_drop(&from, tombstone).await,
                 FileRequest::Check { key } => files.on_check(key).await,
-                FileRequest::Stat { key } => Ok(files.on_stat(&key)),
-                FileRequest::Prove { key, nonce } => Ok(files.on_prove(key, nonce).await),
+                FileRequest::Stat { key } => files.on_stat(&key),
+                FileRequest::Prove { key, nonce } => files.on_prove(key, nonce).await,
                 FileRequest::Remove { removal } => files
                     .remove_as_owner(removal)
                     .await

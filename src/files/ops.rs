@@ -11,7 +11,7 @@ use crate::chord::{Id, LookupResult};
 use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef};
 use crate::records::Removal;
-use crate::replica::{self, Choice};
+use crate::replica::{self, Choice, Said};
 
 /// What a put did.
 #[derive(Clone, Debug)]
@@ -110,11 +110,27 @@ pub async fn download(
     check_name(name)?;
     let key = Id::hash(name.as_bytes());
     let holders = candidates(access.lookup(key).await?);
-    let said = futures::future::join_all(holders.iter().map(|h| access.stat(h, name))).await;
+    let answers = futures::future::join_all(holders.iter().map(|h| access.stat(h, name))).await;
+    let refusal = answers
+        .iter()
+        .find_map(|a| a.as_ref().err().map(|e| e.to_string()));
+    let said: Vec<Said> = answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Said::Nothing))
+        .collect();
     let (version, sources) = match replica::choose(&said) {
         Choice::Fetch { version, sources } => (version, sources),
         Choice::Removed => return Err(FilesError::Removed(name.into())),
-        Choice::NotFound => return Err(FilesError::NotFound(name.into())),
+        // A holder that refused may hold it: say why rather than "not found".
+        Choice::NotFound => {
+            return Err(match refusal {
+                Some(reason) => FilesError::Unanswered {
+                    name: name.into(),
+                    reason,
+                },
+                None => FilesError::NotFound(name.into()),
+            })
+        }
     };
     let sources: Vec<PeerRef> = sources.into_iter().map(|i| holders[i].clone()).collect();
     let (from, resumed_from, via) =

@@ -199,7 +199,7 @@ impl Files {
 
     /// `peer` says `meta` was removed: asks for the uploader's signed removal and applies it.
     async fn learn_removal(&self, peer: &PeerRef, meta: &FileMeta) {
-        if let Said::Removed(stone) = self.access().stat(peer, &meta.name).await {
+        if let Ok(Said::Removed(stone)) = self.access().stat(peer, &meta.name).await {
             if stone.removal.removes(meta) {
                 let _ = self.apply_tombstone(&stone);
             }
@@ -261,7 +261,11 @@ impl Files {
 
     /// This node should hold the key: the owner gets the file if it lacks it.
     async fn settle_with_owner(&self, owner: &PeerRef, meta: &FileMeta) {
-        match after_owner_stat(meta, &self.access().stat(owner, &meta.name).await) {
+        // An owner that refuses to say (its copy cannot be read now) is asked next round.
+        let Ok(said) = self.access().stat(owner, &meta.name).await else {
+            return;
+        };
+        match after_owner_stat(meta, &said) {
             OwnerCheck::Apply(stone) => {
                 let _ = self.apply_tombstone(&stone);
             }

@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use libp2p::{PeerId, Stream};
 
-use super::member::{locked, now, Files, Kind};
+use super::member::{locked, now, unreadable, Files, Kind};
 use super::names::check_name;
 use super::store::{Hash, Role, StoreError};
 use super::transfer::{
@@ -87,12 +87,14 @@ impl Files {
         offset: u64,
     ) -> Result<(), TransferError> {
         let key = Id::hash(name.as_bytes());
-        let Some(meta) = self
-            .inner
-            .store
-            .get(&key)
-            .filter(|_| !self.is_corrupt(&key))
-        else {
+        let held = match self.inner.store.try_get(&key) {
+            Ok(held) => held.filter(|_| !self.is_corrupt(&key)),
+            Err(e) => {
+                let why = unreadable(e).to_string();
+                return write_frame(stream, &GetReply::Refused(why)).await;
+            }
+        };
+        let Some(meta) = held else {
             return write_frame(stream, &GetReply::NotFound).await;
         };
         if offset > meta.size {

@@ -373,30 +373,26 @@ impl Store {
         Ok(Some(meta))
     }
 
-    /// Every held file's whole record (read from disk; for local listings and tests).
+    /// Every held file's whole record (read from disk; for local listings and tests). A
+    /// record that cannot be read now is logged and left out.
     pub fn list(&self) -> Vec<FileMeta> {
-        self.page(None, usize::MAX).0
+        let keys = self.keys();
+        keys.iter().filter_map(|(key, _)| self.get(key)).collect()
     }
 
     /// At most `max` files with keys after `after` (from the start when `None`), in key
-    /// order, and whether more follow: a page, read without copying the index.
-    pub fn page(&self, after: Option<Id>, max: usize) -> (Vec<FileMeta>, bool) {
+    /// order, and whether more follow: a page, read without copying the index. A record that
+    /// cannot be read fails the page (a listing never leaves out a file it holds).
+    pub fn page(&self, after: Option<Id>, max: usize) -> Result<(Vec<FileMeta>, bool), StoreError> {
         use std::ops::Bound;
         let index = self.lock();
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut range = index.entries.range((from, Bound::Unbounded));
-        let page = range
-            .by_ref()
-            .take(max)
-            .filter_map(|(key, _)| match self.read_entry(&index, key) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            })
-            .collect();
-        (page, range.next().is_some())
+        let mut page = Vec::new();
+        for (key, _) in range.by_ref().take(max) {
+            page.extend(self.read_entry(&index, key)?);
+        }
+        Ok((page, range.next().is_some()))
     }
 
     /// When the owner last confirmed this replica (or when it was stored); `None` if held

@@ -31,6 +31,10 @@ const RELAYED_GRACE: Duration = Duration::from_secs(2);
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 pub(super) enum Command {
+    /// Close every connection (a one-shot client about to exit); answered once none is left.
+    CloseAll {
+        reply: oneshot::Sender<()>,
+    },
     /// Dial a user-given address and learn who answers.
     Resolve {
         target: Target,
@@ -117,7 +121,14 @@ pub(super) struct EventLoop {
     /// The ring's neighbours (predecessor and successor list), whom the connection limits
     /// never refuse: a flood of strangers must not cut the ring.
     neighbours: BTreeSet<PeerId>,
+    /// `CloseAll` callers waiting for the last connection to close.
+    closing_all: Vec<oneshot::Sender<()>>,
+    /// When a failing listener was last reported.
+    listener_warned: Option<Instant>,
 }
+
+/// How often a recurring, non-fatal trouble is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// File requests the service may be answering at once; past it a request is refused "busy"
 /// at once, so a flood of requests cannot queue without bound.
@@ -154,6 +165,8 @@ impl EventLoop {
             _data_dir: data_dir,
             share_connections,
             neighbours: BTreeSet::new(),
+            closing_all: Vec::new(),
+            listener_warned: None,
         }
     }
 
@@ -295,6 +308,14 @@ impl EventLoop {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::CloseAll { reply } => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                self.closing_all.push(reply);
+                self.answer_closing_all();
+            }
             Command::Leave { reply } => {
                 if self.core.phase() == Phase::Left {
                     let _ = reply.send(Ok(()));
@@ -428,6 +449,7 @@ impl EventLoop {
                 ..
             } => {
                 self.links.closed(peer_id, connection_id);
+                self.answer_closing_all();
                 if self.links.route(&peer_id).is_none() {
                     self.relaying.disconnected(&peer_id);
                     for w in self.take_waiting(peer_id) {
@@ -450,7 +472,17 @@ impl EventLoop {
             }
             SwarmEvent::ListenerError { listener_id, error } => {
                 let reason = crate::net::dial::root_cause(&error);
-                self.on_listener_closed(now, listener_id, reason);
+                if self.relaying.is_relay_listener(listener_id) {
+                    self.on_listener_closed(now, listener_id, reason);
+                } else if self
+                    .listener_warned
+                    .is_none_or(|t| t.elapsed() > WARN_EVERY)
+                {
+                    // Not fatal (e.g. out of descriptors): the listener keeps accepting once
+                    // it can. Said once a minute, not at every failed accept.
+                    tracing::warn!("a listener cannot accept connections now: {reason}");
+                    self.listener_warned = Some(now);
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 self.relaying.on_new_listen_addr(&mut self.swarm, &address);
@@ -615,6 +647,14 @@ impl EventLoop {
             self.on_core_event(event);
         }
         self.exempt_neighbours();
+    }
+
+    fn answer_closing_all(&mut self) {
+        if !self.closing_all.is_empty() && self.swarm.connected_peers().next().is_none() {
+            for reply in self.closing_all.drain(..) {
+                let _ = reply.send(());
+            }
+        }
     }
 
     /// Keeps the connection limits' bypass list equal to the ring's neighbours now.

@@ -459,6 +459,12 @@ impl NodeHandle {
         self.call(|reply| Command::Status { reply }).await
     }
 
+    /// Closes every connection, waiting at most `limit` for the peers to be told (QUIC sends
+    /// its close at once; a peer that is not told keeps the connection until it times out).
+    pub async fn close_all(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.call(|reply| Command::CloseAll { reply })).await;
+    }
+
     /// Informed leave of the ring (files are the caller's: see [`Node::leave`]).
     pub async fn leave(&self) -> Result<(), NodeError> {
         self.call(|reply| Command::Leave { reply }).await?

@@ -45,6 +45,11 @@ pub(super) struct Relaying {
 }
 
 impl Relaying {
+    /// Whether `id` is one of the listeners through a relay.
+    pub(super) fn is_relay_listener(&self, id: ListenerId) -> bool {
+        self.listens.iter().any(|l| l.listener == Some(id))
+    }
+
     pub fn new(serve: bool, external_given: bool, reserve_timeout: Duration) -> Self {
         Relaying {
             serve,
