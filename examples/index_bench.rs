@@ -78,7 +78,7 @@ fn measure(n: usize) -> Result<()> {
     let started = Instant::now();
     let (mut after, mut listed) = (None, 0usize);
     loop {
-        let (page, more) = store.page(after, 1000);
+        let (page, more) = store.page(after, 1000)?;
         listed += page.len();
         after = page.last().map(|m| m.key);
         if !more || after.is_none() {
