@@ -16,12 +16,10 @@ use std::time::{Duration, Instant};
 use chord_p2p::chord::Id;
 use chord_p2p::client::Client;
 use chord_p2p::files::transfer::TRANSFER_PROTOCOL;
-use chord_p2p::files::transfer::{read_frame, write_frame, PutReply, TransferRequest};
-use chord_p2p::files::Role;
+use chord_p2p::files::transfer::{read_frame, write_frame, PutReply};
 use chord_p2p::net::protocol::CHORD_PROTOCOL;
 use chord_p2p::net::{self, parse_target, PeerRef, WireRequest, WireResponse};
 use chord_p2p::node::Node;
-use chord_p2p::records::unix_millis;
 use common::procs::*;
 use common::*;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -196,15 +194,7 @@ async fn trickle_flood(from: Arc<Node>, target: PeerRef, n: usize, tally: Arc<Ta
                 Ok(Err(_)) => return tally.count(Outcome::Refused),
                 Ok(Ok(stream)) => stream,
             };
-            let header = TransferRequest::Put {
-                name: format!("trickle-{}-{i}", from.peer_id()),
-                size: 1 << 20,
-                hash: None,
-                role: Role::Owner,
-                uploader: from.peer_id().to_string(),
-                created: unix_millis(),
-                signature: Vec::new(),
-            };
+            let header = files::unsigned_put(&from, format!("trickle-{}-{i}", from.peer_id()));
             if write_frame(&mut stream, &header).await.is_err() {
                 return tally.count(Outcome::Refused);
             }

@@ -5,12 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use chord_p2p::files::transfer::{
-    read_frame, write_frame, PutReply, TransferRequest, TRANSFER_PROTOCOL,
-};
-use chord_p2p::files::{HasFiles, Role};
+use chord_p2p::files::transfer::{read_frame, write_frame, PutReply, TRANSFER_PROTOCOL};
+use chord_p2p::files::HasFiles;
 use chord_p2p::node::Node;
-use chord_p2p::records::unix_millis;
 use common::files::*;
 use common::*;
 
@@ -26,15 +23,7 @@ async fn hanging_upload(from: &Node, to: &Node, i: usize) -> (libp2p::Stream, Pu
         .open_stream(to.peer_id(), TRANSFER_PROTOCOL)
         .await
         .expect("stream");
-    let header = TransferRequest::Put {
-        name: format!("hang-{i}"),
-        size: 1 << 20,
-        hash: None,
-        role: Role::Owner,
-        uploader: from.peer_id().to_string(),
-        created: unix_millis(),
-        signature: Vec::new(),
-    };
+    let header = unsigned_put(from, format!("hang-{i}"));
     write_frame(&mut stream, &header).await.expect("header");
     let answer = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut stream))
         .await

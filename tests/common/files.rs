@@ -145,3 +145,17 @@ pub async fn settled_ring(n: usize, seed: u64) -> Vec<Node> {
     wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     nodes
 }
+
+/// The header of an upload of 1 MiB under `name` from `from` that a flooding peer sends and
+/// then never (or only slowly) follows with bytes: unsigned, so it is never stored.
+pub fn unsigned_put(from: &Node, name: String) -> chord_p2p::files::transfer::TransferRequest {
+    chord_p2p::files::transfer::TransferRequest::Put {
+        name,
+        size: 1 << 20,
+        hash: None,
+        role: Role::Owner,
+        uploader: from.peer_id().to_string(),
+        created: chord_p2p::records::unix_millis(),
+        signature: Vec::new(),
+    }
+}
