@@ -15,10 +15,14 @@ fn main() -> ExitCode {
         _ => "debug,chord_p2p=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal: logs sent to a file stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
+    let json = cli.node.output.json;
 
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::report::failure(&e, json);
             ExitCode::FAILURE
         }
     }

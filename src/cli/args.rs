@@ -190,9 +190,13 @@ pub enum Command {
     Get {
         /// The name on the ring.
         name: String,
-        /// Where to write it (default: the name's last component, in the current directory).
+        /// Where to write it: a file, or a directory to write it into (default: the name's
+        /// last component, in the current directory).
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
+        /// Replace the local file if it exists.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         rate: RateArgs,
         #[command(flatten)]

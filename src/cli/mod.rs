@@ -2,6 +2,7 @@
 
 pub mod args;
 mod output;
+pub mod report;
 mod shell;
 
 use std::io::Write;
@@ -45,9 +46,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Get {
             name,
             output,
+            force,
             rate,
             client,
-        }) => get(&name, output, rate, &client, json).await,
+        }) => get(&name, output, force, rate, &client, json).await,
         Some(Command::Ls { client }) => ls(&client, json).await,
         Some(Command::Rm { name, client }) => rm(&name, &client, json).await,
         None => run_node(cli.ip.zip(cli.port), cli.node).await,
@@ -84,18 +86,31 @@ pub fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
 /// A progress callback that drives a bar.
 type Tick = Box<dyn Fn(u64, u64) + Send + Sync>;
 
-/// Runs a transfer with a progress bar (when stderr is a terminal); the transfer says the
-/// total once it knows it.
-async fn with_progress<T, F>(run: impl FnOnce(Tick) -> F) -> T
+/// How often `--json` progress lines are printed at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs a transfer with progress: a bar when stderr is a terminal, or with `--json` lines
+/// `{"event":"progress","done":N,"total":N}` on stdout (a few a second, and the last one);
+/// the transfer says the total once it knows it.
+async fn with_progress<T, F>(json: bool, run: impl FnOnce(Tick) -> F) -> T
 where
     F: std::future::Future<Output = T>,
 {
-    let bar = progress_bar(0);
+    let bar = if json { None } else { progress_bar(0) };
     let shown = bar.clone();
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
     let result = run(Box::new(move |done, total| {
         if let Some(bar) = &shown {
             bar.set_length(total);
             bar.set_position(done);
+        }
+        if json {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) || done == total;
+            if due {
+                *last = Some(std::time::Instant::now());
+                emit(json!({"event": "progress", "done": done, "total": total}));
+            }
         }
     }))
     .await;
@@ -112,11 +127,56 @@ pub fn default_name(file: &std::path::Path) -> Result<String> {
         .with_context(|| format!("{} has no file name; pass a name", file.display()))
 }
 
-/// Where a get writes: the given path, or the name's last component here.
-pub fn output_path(name: &str, output: Option<PathBuf>) -> Result<PathBuf> {
-    match output {
-        Some(path) => Ok(path),
-        None => Ok(local_path(std::path::Path::new("."), name)?),
+/// Where a get writes: `-o FILE`, inside `-o DIR` (as `cp` does), or the name's last
+/// component here. Checked before anything is asked of the ring, so a mistake costs nothing:
+/// an existing file is replaced only with `force`, and the folder must exist.
+pub fn output_path(name: &str, output: Option<PathBuf>, force: bool) -> Result<PathBuf> {
+    let path = match output {
+        Some(dir) if dir.is_dir() => local_path(&dir, name)?,
+        Some(path) => path,
+        None => local_path(std::path::Path::new("."), name)?,
+    };
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(usage(format!("{shown} is a directory")));
+    }
+    if path.exists() && !force {
+        return Err(usage(format!(
+            "{shown} already exists; pass --force to replace it"
+        )));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent.filter(|p| !p.is_dir()) {
+        let folder = parent.display();
+        return Err(usage(format!(
+            "cannot write {shown}: there is no folder {folder}"
+        )));
+    }
+    Ok(path)
+}
+
+/// The local file a put reads, checked before connecting anywhere.
+pub fn input_file(file: &std::path::Path) -> Result<()> {
+    let shown = file.display();
+    match std::fs::metadata(file) {
+        Ok(meta) if meta.is_dir() => Err(usage(format!(
+            "{shown} is a directory; put takes one file (put each file, or pack the folder first)"
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(usage(format!("cannot read {shown}: {}", io_cause(&e)))),
+    }
+}
+
+fn usage(text: String) -> anyhow::Error {
+    report::Usage(text).into()
+}
+
+/// An OS error without its "(os error N)" suffix, as a person reads it.
+fn io_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 
@@ -132,12 +192,14 @@ async fn put(
         None => default_name(file)?,
     };
     // Fail before connecting anywhere if the file is not there.
-    std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    input_file(file)?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
     let (c, e) = (&client, &entry);
-    let report =
-        with_progress(|tick| async move { c.put(e, file, &name, Some(&*tick)).await }).await;
+    let report = with_progress(json, |tick| async move {
+        c.put(e, file, &name, Some(&*tick)).await
+    })
+    .await;
     client.close().await;
     let report = report?;
     emit(if json {
@@ -151,16 +213,19 @@ async fn put(
 async fn get(
     name: &str,
     output: Option<PathBuf>,
+    force: bool,
     rate: RateArgs,
     args: &ClientArgs,
     json: bool,
 ) -> Result<()> {
-    let out = output_path(name, output)?;
+    let out = output_path(name, output, force)?;
     let (mut client, entry) = connect(args).await?;
     client.set_rate_limit(rate.limit_rate);
     let (c, e) = (&client, &entry);
-    let report =
-        with_progress(|tick| async move { c.get(e, name, &out, Some(&*tick)).await }).await;
+    let report = with_progress(json, |tick| async move {
+        c.get(e, name, &out, Some(&*tick)).await
+    })
+    .await;
     client.close().await;
     let report = report?;
     emit(if json {

@@ -141,11 +141,10 @@ async fn file_command(
             };
             let access = &access;
             let name = &name;
-            let report =
-                with_progress(
-                    |tick| async move { ops::upload(access, path, name, Some(&*tick)).await },
-                )
-                .await?;
+            let report = with_progress(json, |tick| async move {
+                ops::upload(access, path, name, Some(&*tick)).await
+            })
+            .await?;
             println!(
                 "{}",
                 if json {
@@ -156,9 +155,9 @@ async fn file_command(
             );
         }
         ("get", [name]) | ("get", [name, _]) => {
-            let out = output_path(name, args.get(1).map(std::path::PathBuf::from))?;
+            let out = output_path(name, args.get(1).map(std::path::PathBuf::from), false)?;
             let (access, out) = (&access, &out);
-            let report = with_progress(|tick| async move {
+            let report = with_progress(json, |tick| async move {
                 ops::download(access, name, out, Some(&*tick)).await
             })
             .await?;

@@ -1,0 +1,115 @@
+//! How a failed command is told: one line on stderr for people, or with `--json` one object on
+//! stdout, `{"error": "...", "kind": "..."}`, that scripts can branch on. The exit code is 1
+//! either way.
+
+use chord_p2p::client::ClientError;
+use chord_p2p::files::transfer::TransferError;
+use chord_p2p::files::FilesError;
+use chord_p2p::net::AddressError;
+use chord_p2p::node::NodeError;
+use serde_json::json;
+
+/// A mistake in what the user asked for (a path, a flag): nothing was sent anywhere.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// The error's chain as one line, each cause once: several of our errors already print
+/// their source, which `{:#}` would print again.
+pub fn text(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+/// What kind of failure it was, for scripts: `usage`, `not_found`, `removed`, `refused`,
+/// `busy`, `full`, `unreachable`, `timeout`, `transfer`, `local`, `protocol` or `error`.
+pub fn kind(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if cause.downcast_ref::<Usage>().is_some() || cause.downcast_ref::<AddressError>().is_some()
+        {
+            return "usage";
+        }
+        if let Some(e) = cause.downcast_ref::<FilesError>() {
+            return files_kind(e);
+        }
+        if let Some(e) = cause.downcast_ref::<ClientError>() {
+            return match e {
+                ClientError::Node(e) => node_kind(e),
+                ClientError::Files(e) => files_kind(e),
+                ClientError::Refused { reason, .. } => refusal_kind(reason),
+                ClientError::Invalid { .. } => "protocol",
+                ClientError::Identity { .. } => "local",
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<NodeError>() {
+            return node_kind(e);
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return "local";
+        }
+    }
+    "error"
+}
+
+fn files_kind(e: &FilesError) -> &'static str {
+    match e {
+        FilesError::Name(_) => "usage",
+        FilesError::Node(e) => node_kind(e),
+        FilesError::Transfer(e) => transfer_kind(e),
+        FilesError::Store(_) | FilesError::Local { .. } => "local",
+        FilesError::NotFound(_) => "not_found",
+        FilesError::Removed(_) => "removed",
+        FilesError::Refused(reason) | FilesError::Unanswered { reason, .. } => refusal_kind(reason),
+        FilesError::Stream { .. } | FilesError::RelayTooSmall { .. } => "unreachable",
+        FilesError::Protocol { .. } => "protocol",
+    }
+}
+
+fn transfer_kind(e: &TransferError) -> &'static str {
+    match e {
+        TransferError::Local { .. } | TransferError::NoSpace { .. } => "local",
+        TransferError::Refused(reason) => refusal_kind(reason),
+        TransferError::NotFound(_) => "not_found",
+        TransferError::Removed => "removed",
+        TransferError::Protocol(_) | TransferError::WrongVersion(_) => "protocol",
+        TransferError::Stalled(_) | TransferError::NoAnswer(_) => "timeout",
+        _ => "transfer",
+    }
+}
+
+fn node_kind(e: &NodeError) -> &'static str {
+    match e {
+        NodeError::Timeout(_) => "timeout",
+        NodeError::Dial(_) | NodeError::Connect(_) => "unreachable",
+        _ => "error",
+    }
+}
+
+/// Refusals whose reason starts with a word the protocol defines (docs/PROTOCOL.md).
+fn refusal_kind(reason: &str) -> &'static str {
+    if reason.starts_with("busy") {
+        "busy"
+    } else if reason.starts_with("full") {
+        "full"
+    } else {
+        "refused"
+    }
+}
+
+/// Tells the user: stderr for people, stdout as JSON for scripts.
+pub fn failure(e: &anyhow::Error, json: bool) {
+    if json {
+        super::emit(json!({ "error": text(e), "kind": kind(e) }));
+    } else {
+        eprintln!("error: {}", text(e));
+    }
+}
