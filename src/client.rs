@@ -7,7 +7,9 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 
 use crate::chord::{self, Id, LookupResult};
+use crate::files::folder::{self, FolderError, FolderGetReport, FolderPutReport};
 use crate::files::ops::{self, GetReport, PutReport};
+use crate::files::ticket::{self, Ticket, TicketError};
 use crate::files::transfer::Progress;
 use crate::files::{Access, FilesError};
 use crate::files::{FileMeta, FilesConfig};
@@ -21,6 +23,10 @@ pub enum ClientError {
     Node(#[from] NodeError),
     #[error(transparent)]
     Files(#[from] FilesError),
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
     #[error("{peer} refused: {reason}")]
     Refused { peer: String, reason: String },
     #[error("{peer} sent an invalid answer: {reason}")]
@@ -47,9 +53,12 @@ impl Client {
         identity: Keypair,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
+        // The client's connections use a fresh key of their own; `identity` only signs. So a
+        // client may act as a running node's identity (its key file) without the ring taking
+        // it for that node, and a script's many runs never pile up on one peer id.
         let config = NodeConfig {
             listen: Vec::new(),
-            identity: Some(identity.clone()),
+            identity: Some(Keypair::generate_ed25519()),
             chord: chord::Config {
                 rpc_timeout: timeout,
                 ..chord::Config::default()
@@ -98,8 +107,9 @@ impl Client {
         Some(dirs::config_dir()?.join("chord-p2p").join("client.key"))
     }
 
+    /// Whom the client's puts and removals are signed by (the uploader).
     pub fn peer_id(&self) -> libp2p::PeerId {
-        self.node.peer_id()
+        self.identity.public().to_peer_id()
     }
 
     /// Closes the client's connections, so the nodes it used free them at once rather than
@@ -114,6 +124,23 @@ impl Client {
     /// Connects to a user-given address and returns the member that answered.
     pub async fn connect(&self, target: Target) -> Result<PeerRef, ClientError> {
         Ok(self.node.handle().resolve(target).await?)
+    }
+
+    /// Connects to the first of `targets` that answers (all are dialed at once): how a
+    /// ticket's members are reached.
+    pub async fn connect_any(&self, targets: Vec<Target>) -> Result<PeerRef, ClientError> {
+        if targets.is_empty() {
+            return Err(TicketError::NoAddrs.into());
+        }
+        let handle = self.node.handle();
+        let dials = targets.into_iter().map(|t| {
+            let handle = handle.clone();
+            Box::pin(async move { handle.resolve(t).await })
+        });
+        match futures::future::select_ok(dials).await {
+            Ok((peer, _)) => Ok(peer),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends one request and waits for its answer.
@@ -186,6 +213,36 @@ impl Client {
         Ok(ops::download(&self.access(entry), name, out, progress).await?)
     }
 
+    /// Puts every file under the local folder `dir` under `name/…`, then its manifest under
+    /// `name/` (see [`folder::upload_folder`]).
+    pub async fn put_folder(
+        &self,
+        entry: &PeerRef,
+        dir: &Path,
+        name: &str,
+        progress: Progress<'_>,
+    ) -> Result<FolderPutReport, ClientError> {
+        Ok(folder::upload_folder(&self.access(entry), dir, name, progress).await?)
+    }
+
+    /// Gets the folder `name` into the local folder `target`, resuming a get under way there
+    /// (see [`folder::download_folder`]).
+    pub async fn get_folder(
+        &self,
+        entry: &PeerRef,
+        name: &str,
+        target: &Path,
+        force: bool,
+        progress: Progress<'_>,
+    ) -> Result<FolderGetReport, ClientError> {
+        Ok(folder::download_folder(&self.access(entry), name, target, force, progress).await?)
+    }
+
+    /// A ticket for `name`: it names `entry`, the name's owner and its next holders.
+    pub async fn ticket(&self, entry: &PeerRef, name: &str) -> Ticket {
+        ticket::for_name(&self.access(entry), name).await
+    }
+
     /// Deletes every copy of `name` (this client must be its uploader). Returns copies deleted.
     pub async fn remove(&self, entry: &PeerRef, name: &str) -> Result<u32, ClientError> {
         Ok(ops::remove(&self.access(entry), name).await?)
@@ -221,5 +278,78 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// Every file on a ring, as its owners list it.
+#[derive(Clone, Debug, Default)]
+pub struct RingListing {
+    /// Each file once (by key), with the member that owns it.
+    pub files: Vec<(FileMeta, PeerRef)>,
+    /// Members walked.
+    pub members: usize,
+    /// The walk stopped at its bound before coming back to where it started.
+    pub cut_short: bool,
+}
+
+impl Client {
+    /// Walks the ring from `entry` along successors (at most `max_members` of them) and
+    /// collects what each member owns: every file once, even while keys move. A member
+    /// that does not answer is skipped for the next one on the last successor list seen.
+    pub async fn list_ring(
+        &self,
+        entry: &PeerRef,
+        max_members: usize,
+    ) -> Result<RingListing, ClientError> {
+        let mut files: std::collections::BTreeMap<Id, (FileMeta, PeerRef)> =
+            std::collections::BTreeMap::new();
+        let mut walked = std::collections::BTreeSet::new();
+        let mut queue: Vec<PeerRef> = vec![entry.clone()];
+        let mut first_error = None;
+        while let Some(at) = queue.first().cloned() {
+            if walked.len() >= max_members {
+                let listing = RingListing {
+                    files: files.into_values().collect(),
+                    members: walked.len(),
+                    cut_short: true,
+                };
+                return Ok(listing);
+            }
+            queue.remove(0);
+            if !walked.insert(at.id) {
+                break;
+            }
+            let answered =
+                async { Ok::<_, ClientError>((self.status(&at).await?, self.list(&at).await?)) };
+            match answered.await {
+                Ok((status, held)) => {
+                    let owned = held
+                        .into_iter()
+                        .filter(|m| m.role == crate::files::Role::Owner);
+                    for meta in owned {
+                        files.entry(meta.key).or_insert((meta, at.clone()));
+                    }
+                    // The next members, nearest first: fallbacks if the first is gone.
+                    queue = status.successors;
+                }
+                Err(e) if walked.len() == 1 => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if queue.is_empty() {
+                break;
+            }
+        }
+        if files.is_empty() {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        Ok(RingListing {
+            files: files.into_values().collect(),
+            members: walked.len(),
+            cut_short: false,
+        })
     }
 }

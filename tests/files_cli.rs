@@ -136,7 +136,7 @@ fn measured(args: &[&str]) -> (Value, u64) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (serde_json::from_slice(&out.stdout).expect("json"), rss)
+    (result_json(&out.stdout), rss)
 }
 
 #[test]
@@ -430,7 +430,7 @@ fn a_get_whose_source_is_killed_resumes_from_a_replica() {
         "{}",
         String::from_utf8_lossy(&result.stderr)
     );
-    let v: Value = serde_json::from_slice(&result.stdout).expect("json");
+    let v: Value = result_json(&result.stdout);
     assert_ne!(
         hex_id(&v["from"]),
         Some(owner),

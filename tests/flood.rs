@@ -30,8 +30,9 @@ use libp2p::Multiaddr;
 const MEMBERS: usize = 5;
 /// How long the flood lasts; every request of it has its own shorter deadline.
 const FLOOD: Duration = Duration::from_secs(25);
-/// An answer later than this counts as hung.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// An answer later than this counts as hung: generous, because the flood and the ring share
+/// this machine's cores (on a loaded 2-core machine a few answers took over 10 s).
+const ANSWER_WITHIN: Duration = Duration::from_secs(20);
 
 /// What became of the requests of one kind.
 #[derive(Default)]
@@ -343,7 +344,11 @@ async fn a_flooded_member_keeps_its_ring_its_files_and_its_memory() {
     let statuses = Arc::new(Tally::default());
     let mut flooders = Vec::new();
     for _ in 0..10 {
-        let node = Arc::new(start(&test_config(QUIC)).await);
+        // Its requests wait as long as the test does: a timeout here is the test's, not the
+        // member's.
+        let mut config = test_config(QUIC);
+        config.chord.rpc_timeout = ANSWER_WITHIN;
+        let node = Arc::new(start(&config).await);
         node.handle()
             .connect(&target, Duration::from_secs(10), Duration::ZERO)
             .await

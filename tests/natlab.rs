@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use chord_p2p::chord::{Id, IdealRing};
-use common::procs::{hex_id, isolated, peer_id_of, wait_until, Proc, BIN};
+use common::procs::{hex_id, isolated, peer_id_of, result_json, wait_until, Proc, BIN};
 use serde_json::Value;
 
 const PUB_IP: &str = "10.200.0.1";
@@ -125,7 +125,7 @@ impl Lab {
             "{args:?} in {host} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("one JSON object")
+        result_json(&out.stdout)
     }
 }
 
@@ -299,7 +299,7 @@ fn behind_two_port_preserving_nats_hole_punching_makes_direct_connections() {
         "get of {name} failed: {}",
         String::from_utf8_lossy(&got.stderr)
     );
-    let v: Value = serde_json::from_slice(&got.stdout).expect("json");
+    let v: Value = result_json(&got.stdout);
     assert_eq!(v["via"], "direct", "the file did not come directly: {v}");
     // The ring neighbours A and B talk directly too, after hole punching.
     let b_peer = last_peer(&ring.b);
@@ -334,7 +334,7 @@ fn behind_a_symmetric_nat_data_goes_through_the_relay_only_if_it_allows() {
             "relayed get of {name} failed: {}",
             String::from_utf8_lossy(&got.stderr)
         );
-        let v: Value = serde_json::from_slice(&got.stdout).expect("json");
+        let v: Value = result_json(&got.stdout);
         assert_eq!(v["via"], "relayed", "{v}");
     }
     // A relay with the default limits carries Chord, not files: a clear error says so.

@@ -1,6 +1,5 @@
 //! Command-line arguments. Every flag's doc comment is its `--help` text.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,16 +9,27 @@ use clap::{Parser, Subcommand};
 /// A peer-to-peer node on a Chord ring, over libp2p (QUIC by default, TCP too).
 ///
 /// With no subcommand, runs a node: an interactive shell when stdin is a terminal, headless
-/// otherwise. `chord-p2p IP PORT` is the original tool's form of `--listen`.
+/// otherwise. `chord-p2p HOST PORT` is the form of the original Python tool (chord-dht's
+/// `python chord.py IP PORT`): QUIC on UDP PORT and TCP on PORT.
 #[derive(Debug, Parser)]
-#[command(name = "chord-p2p", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "chord-p2p",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:
+  chord-p2p --listen /ip4/0.0.0.0/udp/5000/quic-v1          start a ring (a shell on a terminal)
+  chord-p2p 192.168.1.5 5001 --join 192.168.1.5:5000        join it (QUIC and TCP on port 5001)
+  chord-p2p put report.pdf --peer 192.168.1.5:5000          share a file
+  chord-p2p get report.pdf --peer 192.168.1.5:5000          fetch it anywhere
+  CHORD_PEER=192.168.1.5:5000 chord-p2p ls                  a default peer instead of --peer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// IP address to listen on (with PORT): QUIC on UDP PORT and TCP on PORT.
-    #[arg(value_name = "IP", requires = "port")]
-    pub ip: Option<IpAddr>,
+    /// IP address or host name to listen on (with PORT): QUIC on UDP PORT and TCP on PORT.
+    #[arg(value_name = "HOST", requires = "port")]
+    pub ip: Option<String>,
 
     /// Port to listen on (with IP).
     #[arg(value_name = "PORT")]
@@ -44,16 +54,21 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The node's identity key file (created if missing), instead of the one in its data
+    /// directory: the node's ring id, and the uploader of what its shell puts.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
     /// Length r of the successor list: the ring survives r-1 adjacent failures.
     #[arg(long, value_name = "R", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub successors: u16,
 
     /// How often stabilize, check_predecessor and one fix_fingers step run (e.g. 1s, 200ms).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub stabilize_interval: Duration,
 
     /// How long a request to another node may take before that node counts as failed.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub rpc_timeout: Duration,
 
     /// Copies of each file on the ring: the owner's and R-1 on its next successors.
@@ -61,7 +76,7 @@ pub struct NodeArgs {
     pub replicas: u16,
 
     /// How often files are re-replicated, handed off and checked (and after ring changes).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub repair_interval: Duration,
 
     /// Inbound transfers served at once from peers that are not this node's neighbours; more
@@ -96,7 +111,7 @@ pub struct NodeArgs {
     pub relay_max_circuit_bytes: u64,
 
     /// Relay service: how long one relayed connection may last (it is reopened after).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_long, allow_hyphen_values = true)]
     pub relay_max_circuit_duration: Duration,
 
     /// Relay service: relayed connections at once.
@@ -130,7 +145,7 @@ pub struct NodeArgs {
     pub max_connections_per_peer: u32,
 
     /// How long a transfer to a node reached only through a relay waits for hole punching.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub direct_wait: Duration,
 
     #[command(flatten)]
@@ -163,6 +178,7 @@ pub struct OutputArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Find the node responsible for a name, asking the ring through one member.
+    #[command(after_help = "Example:\n  chord-p2p lookup report.pdf --peer 127.0.0.1:5000")]
     Lookup {
         /// The name (a file name, or any string).
         name: String,
@@ -170,70 +186,124 @@ pub enum Command {
         client: ClientArgs,
     },
     /// Show a node's predecessor, successor list and finger table.
+    #[command(
+        after_help = "Examples:\n  chord-p2p status --peer 127.0.0.1:5000\n  chord-p2p status --peer 127.0.0.1:5000 --json | jq .successors"
+    )]
     Status {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Put a local file on the ring (stored at successor(SHA-1(name)) and its replicas).
+    /// Put a local file or folder on the ring (stored at successor(SHA-1(name)) and its
+    /// replicas); prints a ticket (chord:…) that `get` takes without --peer.
+    #[command(
+        after_help = "Examples:\n  chord-p2p put notes.txt --peer 127.0.0.1:5000\n  chord-p2p put ./build/app.tar --name releases/app-1.2.tar --peer 127.0.0.1:5000\n  chord-p2p put big.iso --limit-rate 2M --peer 127.0.0.1:5000\n  chord-p2p put ~/photos --peer 127.0.0.1:5000     a folder: its files, then its manifest under photos/"
+    )]
     Put {
-        /// The local file to upload.
+        /// The local file or folder to upload (a folder's files go under NAME/path, its
+        /// manifest under NAME/).
         file: PathBuf,
-        /// The name on the ring (default: the file's name).
+        /// The name on the ring (default: the file's or folder's name).
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
         rate: RateArgs,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
-    /// Get a file from the ring, verified by its hash (an interrupted get resumes).
+    /// Get a file or folder from the ring, verified by its hash (an interrupted get resumes).
+    #[command(
+        after_help = "Examples:\n  chord-p2p get notes.txt --peer 127.0.0.1:5000\n  chord-p2p get releases/app-1.2.tar -o ~/Downloads/ --peer 127.0.0.1:5000\n  chord-p2p get notes.txt --force --peer 127.0.0.1:5000     replace a local notes.txt\n  chord-p2p get photos/ --peer 127.0.0.1:5000     a folder, into ./photos\n  chord-p2p get chord:unqx…     what a ticket names, from the members it names"
+    )]
     Get {
-        /// The name on the ring.
+        /// The name on the ring (a folder's ends with /; a name that is no file is tried as a
+        /// folder), or a ticket (chord:…), which needs no --peer.
         name: String,
         /// Where to write it: a file, or a directory to write it into (default: the name's
         /// last component, in the current directory).
         #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
-        /// Replace the local file if it exists.
+        /// Replace the local file if it exists; for a folder, write into an existing one
+        /// (only the files that are missing or differ are fetched).
         #[arg(long)]
         force: bool,
         #[command(flatten)]
         rate: RateArgs,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
-    /// List the files one node holds.
+    /// List the files one node holds, or with --ring every file on the ring.
+    #[command(
+        after_help = "Examples:\n  chord-p2p ls --peer 127.0.0.1:5000            what that node holds (owner and replica)\n  chord-p2p ls --ring --peer 127.0.0.1:5000     every file on the ring, once, with its owner"
+    )]
     Ls {
+        /// Walk the ring along successors and list what each member owns: every file once.
+        #[arg(long)]
+        ring: bool,
+        /// With --ring: members to walk at most.
+        #[arg(long, value_name = "N", default_value_t = 1024, requires = "ring")]
+        max_members: usize,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Remove every copy of a file (only its uploader may).
+    #[command(
+        after_help = "Examples:\n  chord-p2p rm notes.txt --peer 127.0.0.1:5000\n  chord-p2p rm notes.txt --identity ~/.local/share/chord-p2p/NODE/identity.key --peer 127.0.0.1:5000   as that node"
+    )]
     Rm {
         /// The name on the ring.
         name: String,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(flatten)]
+        sign: SignArgs,
     },
+    /// Print a completion script for a shell.
+    #[command(
+        after_help = "Examples:\n  chord-p2p completions bash > ~/.local/share/bash-completion/completions/chord-p2p\n  chord-p2p completions zsh > ~/.zfunc/_chord-p2p\n  chord-p2p completions fish > ~/.config/fish/completions/chord-p2p.fish"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), made from these very definitions.
+    #[command(after_help = "Example:\n  chord-p2p man > chord-p2p.1 && man ./chord-p2p.1")]
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// The node to ask: a multiaddr, IP:PORT or host:PORT.
-    #[arg(long, value_name = "ADDR")]
-    pub peer: String,
+    /// The node to ask: a multiaddr, IP:PORT or host:PORT. Default: $CHORD_PEER, else
+    /// `peer = "ADDR"` in the config file (chord-p2p/config.toml in the per-user config dir).
+    #[arg(long, value_name = "ADDR", env = "CHORD_PEER")]
+    pub peer: Option<String>,
 
     /// How long to wait for each connection and answer.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub timeout: Duration,
+}
 
-    /// How long a transfer to a node reached only through a relay waits for hole punching.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub direct_wait: Duration,
-
-    /// Identity file of this client (created if missing). Files belong to whoever put them,
-    /// so keep it to replace or remove your files later. Default: in the per-user config dir.
+/// Who signs what a command puts or removes.
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// Identity file to sign with (created if missing). Files belong to whoever put them, so
+    /// keep it to replace or remove your files later; a node's own key file (its data dir's
+    /// identity.key, or its --identity) acts as that node. Default: in the per-user config dir.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+}
+
+/// How a transfer reaches a node behind a NAT.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WaitArgs {
+    /// How long a transfer to a node reached only through a relay waits for hole punching.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, allow_hyphen_values = true)]
+    pub direct_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -285,17 +355,56 @@ fn parse_bytes(text: &str) -> Option<u64> {
     Some(bytes as u64)
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("'{text}': {e}"))?;
-    if d.is_zero() {
-        return Err("must be more than zero".into());
+/// A duration from `min` to `max` (e.g. 200ms, 5s, 1m): a typo such as `1ms` for a timeout
+/// or `100y` for an interval is refused rather than run with.
+fn duration_between(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("'{text}': a duration cannot be negative"));
+    }
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}; e.g. 200ms, 5s, 1m)"))?;
+    let shown = |d: Duration| humantime::format_duration(d).to_string();
+    if d < min {
+        return Err(format!("'{text}' is too short: at least {}", shown(min)));
+    }
+    if d > max {
+        return Err(format!("'{text}' is too long: at most {}", shown(max)));
     }
     Ok(d)
 }
 
+/// How often something periodic runs: 10 ms to 1 h.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::from_millis(10), Duration::from_secs(3600))
+}
+
+/// How long to wait for a peer: 50 ms to 10 min.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::from_millis(50), Duration::from_secs(600))
+}
+
+/// How long a relayed connection may last: 1 s to 1 day.
+fn parse_long(text: &str) -> Result<Duration, String> {
+    duration_between(text, Duration::from_secs(1), Duration::from_secs(86_400))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{parse_rate, parse_size};
+    use super::{parse_interval, parse_rate, parse_size, parse_timeout};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_positive_and_sane() {
+        assert_eq!(parse_interval("200ms"), Ok(Duration::from_millis(200)));
+        let negative = parse_interval("-1s").unwrap_err();
+        assert!(negative.contains("cannot be negative"), "{negative}");
+        assert!(parse_interval("100y").unwrap_err().contains("too long"));
+        assert!(parse_timeout("1ms").unwrap_err().contains("too short"));
+        assert!(parse_timeout("soon")
+            .unwrap_err()
+            .contains("not a duration"));
+    }
 
     #[test]
     fn rates_read_like_curl() {

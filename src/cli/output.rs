@@ -43,6 +43,7 @@ pub fn status_json(report: &StatusReport) -> Value {
             "limit": s.limit,
             "files": s.files,
         })),
+        "data_dir": report.data_dir,
     })
 }
 
@@ -135,14 +136,7 @@ pub fn status_text(report: &StatusReport) -> String {
         Some(p) => node_line(p),
         None => "(none)".into(),
     };
-    let connections: Vec<String> = report
-        .connections
-        .iter()
-        .map(|c| {
-            let how = if c.relayed { "relayed" } else { "direct " };
-            format!("  {how}  {}  {}", c.peer_id, c.addr)
-        })
-        .collect();
+    let connections = connections_text(report);
     let storage = match report.storage {
         Some(s) => format!(
             "{} used of {}, {} files",
@@ -152,14 +146,47 @@ pub fn status_text(report: &StatusReport) -> String {
         ),
         None => "(keeps no files)".into(),
     };
+    let data = match &report.data_dir {
+        Some(dir) => format!("\ndata         {dir}"),
+        None => String::new(),
+    };
     format!(
-        "node         {}\nreachable    {}\nstorage      {storage}\npredecessor  {pred}\nsuccessors\n{}\nfingers\n{}\nconnections\n{}",
+        "node         {}{data}\nreachable    {}\nstorage      {storage}\npredecessor  {pred}\nsuccessors\n{}\nfingers\n{}\nconnections\n{connections}",
         node_line(&report.node),
         report.reachability.as_str(),
         successors_text(report),
         fingers_text(report),
-        connections.join("\n")
     )
+}
+
+/// One line per peer: how it is reached, how many connections, at which addresses.
+fn connections_text(report: &StatusReport) -> String {
+    let mut peers: std::collections::BTreeMap<String, (usize, bool, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    for c in &report.connections {
+        let entry = peers.entry(c.peer_id.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 |= c.relayed;
+        let addr = c.addr.to_string();
+        if !entry.2.contains(&addr) {
+            entry.2.push(addr);
+        }
+    }
+    if peers.is_empty() {
+        return "  (none shown)".into();
+    }
+    peers
+        .iter()
+        .map(|(peer, (count, relayed, addrs))| {
+            let how = if *relayed { "relayed" } else { "direct " };
+            let plural = if *count == 1 { "" } else { "s" };
+            format!(
+                "  {how}  {peer}  {count} connection{plural}  {}",
+                addrs.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn put_json(r: &PutReport) -> Value {
@@ -242,6 +269,55 @@ pub fn files_json(files: &[FileMeta]) -> Value {
     json!({ "files": files })
 }
 
+/// `ls --ring --json`: the shape of `ls --json`, each file with its owner, and the walk.
+pub fn ring_files_json(listing: &chord_p2p::client::RingListing) -> Value {
+    let files: Vec<Value> = listing
+        .files
+        .iter()
+        .map(|(f, owner)| {
+            json!({
+                "name": f.name,
+                "key": f.key.to_hex(),
+                "size": f.size,
+                "hash": hash_hex(&f.hash),
+                "role": role_text(f.role),
+                "uploader": f.uploader,
+                "owner": node_json(owner),
+            })
+        })
+        .collect();
+    json!({ "files": files, "members": listing.members, "cut_short": listing.cut_short })
+}
+
+pub fn ring_files_text(listing: &chord_p2p::client::RingListing) -> String {
+    let mut lines: Vec<String> = listing
+        .files
+        .iter()
+        .map(|(f, owner)| {
+            format!(
+                "  {:>10}  {}  {}  (owner {})",
+                size_text(f.size),
+                short(&f.key),
+                f.name,
+                owner.addr.peer_id
+            )
+        })
+        .collect();
+    let total: u64 = listing.files.iter().map(|(f, _)| f.size).sum();
+    let cut = if listing.cut_short {
+        " (stopped at --max-members before the walk came round)"
+    } else {
+        ""
+    };
+    lines.push(format!(
+        "{} files, {} in all, on {} members{cut}",
+        listing.files.len(),
+        size_text(total),
+        listing.members
+    ));
+    lines.join("\n")
+}
+
 pub fn files_text(files: &[FileMeta]) -> String {
     if files.is_empty() {
         return "(no files)".into();
@@ -250,9 +326,9 @@ pub fn files_text(files: &[FileMeta]) -> String {
         .iter()
         .map(|f| {
             format!(
-                "  {:<8} {:>12}  {}  {}",
+                "  {:<8} {:>10}  {}  {}",
                 role_text(f.role),
-                f.size,
+                size_text(f.size),
                 short(&f.key),
                 f.name
             )
@@ -268,4 +344,81 @@ pub fn removed(name: &str, copies: u32, json: bool) -> String {
     } else {
         format!("removed {name}: {copies} copies deleted")
     }
+}
+
+/// What an informed leave did, as the node says it when it stops.
+pub fn left(left: &chord_p2p::node::Left, json: bool) -> String {
+    match (left.handed_over, json) {
+        (handed, true) => json!({"event": "left", "handed_over": handed}).to_string(),
+        (Some(1), false) => "left the ring; handed 1 file to the successor".into(),
+        (Some(n), false) => format!("left the ring; handed {n} files to the successor"),
+        (None, false) => "left the ring; the hand-off ran out of time (the successors' \
+                          replicas and repair cover the rest)"
+            .into(),
+    }
+}
+
+/// A put's JSON with the ticket added: the rest of the shape is the contract.
+pub fn with_ticket(mut value: Value, ticket: &str) -> Value {
+    if let Some(map) = value.as_object_mut() {
+        map.insert("ticket".into(), ticket.into());
+    }
+    value
+}
+
+/// The line that hands a put to a friend.
+pub fn ticket_text(ticket: &str) -> String {
+    format!("  ticket {ticket}")
+}
+
+/// A folder put: the manifest's put (the `put` shape), with the folder's files and the ticket.
+pub fn folder_put_json(r: &chord_p2p::files::FolderPutReport, ticket: &str) -> Value {
+    let mut value = with_ticket(put_json(&r.manifest), ticket);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("folder".into(), json!({"files": r.files, "size": r.size}));
+    }
+    value
+}
+
+pub fn folder_put_text(r: &chord_p2p::files::FolderPutReport, ticket: &str) -> String {
+    format!(
+        "shared folder {} ({} files, {}) at {}; manifest: {} copies\n  hash {}\n{}",
+        r.name,
+        r.files,
+        size_text(r.size),
+        r.manifest.owner.addr.peer_id,
+        r.manifest.replicas,
+        hash_hex(&r.manifest.hash),
+        ticket_text(ticket)
+    )
+}
+
+/// A folder get: the `get` shape (size and resumed bytes over all files; hash, from and via
+/// of the manifest), with what happened to the files.
+pub fn folder_get_json(r: &chord_p2p::files::FolderGetReport) -> Value {
+    json!({
+        "name": r.name,
+        "size": r.size,
+        "hash": hash_hex(&r.manifest.hash),
+        "path": r.path.display().to_string(),
+        "from": node_json(&r.manifest.from),
+        "resumed_from": r.resumed_from,
+        "via": via_text(r.manifest.via),
+        "folder": {"files": r.files, "fetched": r.fetched, "skipped": r.skipped},
+    })
+}
+
+pub fn folder_get_text(r: &chord_p2p::files::FolderGetReport) -> String {
+    let skipped = match r.skipped {
+        0 => String::new(),
+        n => format!(", {n} already there"),
+    };
+    format!(
+        "got folder {} ({} files, {}, verified; {} fetched{skipped}) into {}",
+        r.name,
+        r.files,
+        size_text(r.size),
+        r.fetched,
+        r.path.display()
+    )
 }

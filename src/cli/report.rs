@@ -4,7 +4,7 @@
 
 use chord_p2p::client::ClientError;
 use chord_p2p::files::transfer::TransferError;
-use chord_p2p::files::FilesError;
+use chord_p2p::files::{FilesError, FolderError};
 use chord_p2p::net::AddressError;
 use chord_p2p::node::NodeError;
 use serde_json::json;
@@ -48,6 +48,8 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
                 ClientError::Refused { reason, .. } => refusal_kind(reason),
                 ClientError::Invalid { .. } => "protocol",
                 ClientError::Identity { .. } => "local",
+                ClientError::Folder(e) => folder_kind(e),
+                ClientError::Ticket(_) => "usage",
             };
         }
         if let Some(e) = cause.downcast_ref::<NodeError>() {
@@ -71,6 +73,22 @@ fn files_kind(e: &FilesError) -> &'static str {
         FilesError::Refused(reason) | FilesError::Unanswered { reason, .. } => refusal_kind(reason),
         FilesError::Stream { .. } | FilesError::RelayTooSmall { .. } => "unreachable",
         FilesError::Protocol { .. } => "protocol",
+    }
+}
+
+fn folder_kind(e: &FolderError) -> &'static str {
+    match e {
+        FolderError::Files(e) => files_kind(e),
+        FolderError::Member { source, .. } => folder_kind(source),
+        FolderError::Name(_) | FolderError::Exists(_) | FolderError::NotADirectory(_) => "usage",
+        FolderError::Local { .. } | FolderError::Differs(_) | FolderError::NoSpace { .. } => {
+            "local"
+        }
+        FolderError::BadPath { .. } | FolderError::TooManyFiles { .. } => "refused",
+        FolderError::NotAFolder { .. }
+        | FolderError::ManifestTooLarge { .. }
+        | FolderError::Changed { .. } => "protocol",
+        FolderError::Incomplete { .. } => "transfer",
     }
 }
 

@@ -356,7 +356,7 @@ impl Service for Files {
         self.inner.wake.notify_one();
     }
 
-    fn before_leave(&self) -> BoxFuture<'static, ()> {
+    fn before_leave(&self) -> BoxFuture<'static, usize> {
         let files = self.clone();
         Box::pin(async move { files.hand_off_all().await })
     }

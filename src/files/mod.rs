@@ -1,10 +1,12 @@
 //! Files on the ring, as thin drivers around the replica core (`crate::replica`), each one job:
 //! the disk ([`store`]), stream framing ([`transfer`]), allowed names ([`names`]), what users
-//! do ([`ops`]: put, get, rm), and a member's service ([`Files`]): the transfer server, the
-//! request handlers, local operations, repair and the scrub.
+//! do ([`ops`]: put, get, rm; [`folder`]: folders; [`ticket`]: what to hand a friend), and a
+//! member's service ([`Files`]): the transfer server, the request handlers, local operations,
+//! repair and the scrub.
 
 pub mod access;
 pub mod error;
+pub mod folder;
 mod handlers;
 mod local;
 mod member;
@@ -15,15 +17,18 @@ mod scrub;
 mod server;
 pub mod store;
 pub mod throttle;
+pub mod ticket;
 pub mod transfer;
 
 use std::time::Duration;
 
 pub use access::{Access, Via};
 pub use error::FilesError;
+pub use folder::{FolderError, FolderGetReport, FolderPutReport};
 pub use member::{Files, HasFiles};
 pub use ops::{GetReport, PutReport};
 pub use store::{FileMeta, Hash, Role};
+pub use ticket::{Ticket, TicketError};
 
 /// How a node keeps its files.
 #[derive(Clone, Debug)]

@@ -107,6 +107,21 @@ pub async fn download(
     out: &Path,
     progress: Progress<'_>,
 ) -> Result<GetReport, FilesError> {
+    let chosen = choose(access, name).await?;
+    fetch_chosen(access, &chosen, out, progress).await
+}
+
+/// A version chosen for a get, and the holders that hold it, in the order to try them.
+#[derive(Clone, Debug)]
+pub struct Chosen {
+    /// The version, its signature checked and its name the one asked for.
+    pub version: FileMeta,
+    pub sources: Vec<PeerRef>,
+}
+
+/// The first half of a get: asks every holder of `name` which version it holds and chooses
+/// one, so a caller can check it (its size, its uploader) before a byte moves.
+pub async fn choose(access: &Access, name: &str) -> Result<Chosen, FilesError> {
     check_name(name)?;
     let key = Id::hash(name.as_bytes());
     let holders = candidates(access.lookup(key).await?);
@@ -132,11 +147,22 @@ pub async fn download(
             })
         }
     };
-    let sources: Vec<PeerRef> = sources.into_iter().map(|i| holders[i].clone()).collect();
+    let sources = sources.into_iter().map(|i| holders[i].clone()).collect();
+    Ok(Chosen { version, sources })
+}
+
+/// The second half of a get: fetches the chosen version into `out`.
+pub async fn fetch_chosen(
+    access: &Access,
+    chosen: &Chosen,
+    out: &Path,
+    progress: Progress<'_>,
+) -> Result<GetReport, FilesError> {
+    let version = &chosen.version;
     let (from, resumed_from, via) =
-        fetch_version(access, &version, &sources, out, progress).await?;
+        fetch_version(access, version, &chosen.sources, out, progress).await?;
     Ok(GetReport {
-        name: name.into(),
+        name: version.name.clone(),
         size: version.size,
         hash: version.hash,
         path: out.to_path_buf(),

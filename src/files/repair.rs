@@ -376,10 +376,10 @@ impl Files {
     }
 
     /// Informed leave: everything this node holds goes to its successor first, with the
-    /// removals it keeps.
-    pub async fn hand_off_all(&self) {
+    /// removals it keeps. Says how many files the first successor now holds from here.
+    pub async fn hand_off_all(&self) -> usize {
         let Ok(status) = self.inner.node.status().await else {
-            return;
+            return 0;
         };
         let me = status.node.id;
         let successors: Vec<PeerRef> = status
@@ -389,7 +389,7 @@ impl Files {
             .take(self.replicas())
             .collect();
         let Some(first) = successors.first().cloned() else {
-            return;
+            return 0;
         };
         let held = self.inner.store.helds();
         let access = self.access();
@@ -412,17 +412,21 @@ impl Files {
             }
         });
         let lacks = futures::future::join_all(asks).await;
+        let mut handed = 0;
         for (at, key, role) in hand_over(&held, &lacks) {
             let Some(meta) = self.inner.store.get(&key) else {
                 continue;
             };
-            if let Err(e) = self.push(&successors[at], &meta, role).await {
-                tracing::warn!(name = meta.name, "hand-off failed: {e}");
+            match self.push(&successors[at], &meta, role).await {
+                Err(e) => tracing::warn!(name = meta.name, "hand-off failed: {e}"),
+                Ok(_) if at == 0 => handed += 1,
+                Ok(_) => {}
             }
         }
         for key in self.inner.store.removed_keys() {
             self.pass_tombstones(&first, &key).await;
         }
+        handed
     }
 
     /// Sends `to` every tombstone kept for `key`; says whether it took them all.

@@ -160,6 +160,10 @@ impl Files {
         let key = Id::hash(name.as_bytes());
         let store = &self.inner.store;
         let direct = uploader == peer.to_string();
+        // An upload (its hash and signature come in the trailer) to the key's owner, from the
+        // uploader or from a client acting for it: checked at the end like any upload, so it
+        // may be passed on to the replica holders while it arrives.
+        let upload = hash.is_none() && role == Role::Owner;
         // A copy passed on by another node must carry its uploader's signature.
         if !direct && !header_signed {
             return Ok(PutReply::Refused(format!(
@@ -187,7 +191,7 @@ impl Files {
                     store.set_role(&key, Role::Owner).map_err(store_error)?;
                 }
                 store.confirm(&key);
-                let copies = if direct {
+                let copies = if direct || upload {
                     self.copies_after(role, &existing).await
                 } else {
                     // A hand-off to a node that already has the bytes: answer at once (the
@@ -212,7 +216,7 @@ impl Files {
         };
         // An owner passes an upload on to its replica holders while it arrives: the copies are
         // made in one pass instead of one after the other.
-        let (holders, mut forward) = if direct && role == Role::Owner {
+        let (holders, mut forward) = if upload {
             self.open_forwards(&name, size, &uploader, created).await
         } else {
             (Vec::new(), Vec::new())

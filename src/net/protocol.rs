@@ -88,6 +88,8 @@ pub struct InventoryEntry {
     pub uploader: String,
 }
 
+// One answer at a time; boxing the status report buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WireResponse {
     Chord(Response<Contact>),
@@ -155,6 +157,10 @@ pub struct StatusReport {
     /// What the node stores, against its limit (absent for nodes without files).
     #[serde(default)]
     pub storage: Option<StorageReport>,
+    /// Where the node keeps its identity and files (absent when it keeps nothing); like
+    /// `connections`, shown only to the node's own user.
+    #[serde(default)]
+    pub data_dir: Option<String>,
 }
 
 /// Bytes stored (files, tombstones, transfers under way), the limit, and the files held.

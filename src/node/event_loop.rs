@@ -114,8 +114,8 @@ pub(super) struct EventLoop {
     leaving: Vec<Reply<()>>,
     /// Answers the file service is still working on.
     replies: FuturesUnordered<PendingReply>,
-    /// Held for the node's lifetime: the lock on the data directory.
-    _data_dir: Option<DataDir>,
+    /// Held for the node's lifetime: the lock on the data directory (and where it is).
+    data_dir: Option<DataDir>,
     /// Show the connections in `Status` answers to remote peers too.
     share_connections: bool,
     /// The ring's neighbours (predecessor and successor list), whom the connection limits
@@ -162,7 +162,7 @@ impl EventLoop {
             join: None,
             leaving: Vec::new(),
             replies: FuturesUnordered::new(),
-            _data_dir: data_dir,
+            data_dir,
             share_connections,
             neighbours: BTreeSet::new(),
             closing_all: Vec::new(),
@@ -380,6 +380,10 @@ impl EventLoop {
             reachability: self.reachability,
             connections: self.links.report(),
             storage: self.service.as_ref().and_then(|s| s.storage()),
+            data_dir: self
+                .data_dir
+                .as_ref()
+                .map(|d| d.path().display().to_string()),
         }
     }
 
@@ -590,6 +594,7 @@ impl EventLoop {
                 // pointers only, unless the operator shares the connections.
                 if !local && !self.share_connections {
                     report.connections.clear();
+                    report.data_dir = None;
                 }
                 WireResponse::Status(report)
             }

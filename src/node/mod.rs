@@ -117,8 +117,10 @@ pub trait Service: Send + Sync + 'static {
     fn handle(&self, from: PeerId, request: FileRequest) -> BoxFuture<'static, WireResponse>;
     fn ring_changed(&self);
     /// Before an informed leave: hand what this node holds to its successor.
-    fn before_leave(&self) -> BoxFuture<'static, ()> {
-        Box::pin(async {})
+    /// Hands what the service keeps to the successors before an informed leave; says how
+    /// many items (files) went.
+    fn before_leave(&self) -> BoxFuture<'static, usize> {
+        Box::pin(async { 0 })
     }
     /// The service itself, so the layer that made it can find it again on a [`Node`].
     fn as_any(&self) -> &dyn std::any::Any;
@@ -306,7 +308,7 @@ impl Node {
 
     /// Informed leave: files go to the successor first, then the neighbours are told, then
     /// the node stops.
-    pub async fn leave(mut self) -> Result<(), NodeError> {
+    pub async fn leave(mut self) -> Result<Left, NodeError> {
         let result = leave_informed(&self.handle, self.service.as_deref()).await;
         let _ = (&mut self.task).await;
         result
@@ -326,23 +328,34 @@ impl Node {
 /// neighbours anyway: the successors already hold replicas, and repair restores the rest.
 pub const HAND_OFF_BUDGET: Duration = Duration::from_secs(3);
 
+/// What an informed leave did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Left {
+    /// Files handed to the successors; `None` when the hand-off ran out of time (the
+    /// successors' replicas and their repair cover the rest).
+    pub handed_over: Option<usize>,
+}
+
 /// Informed leave of a running node: the service hands its files to the successor (for at
 /// most [`HAND_OFF_BUDGET`]), then the neighbours are told so they relink at once.
 pub async fn leave_informed(
     handle: &NodeHandle,
     service: Option<&dyn Service>,
-) -> Result<(), NodeError> {
-    if let Some(service) = service {
-        if tokio::time::timeout(HAND_OFF_BUDGET, service.before_leave())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "hand-off cut short; the successors' replicas and repair cover the rest"
-            );
+) -> Result<Left, NodeError> {
+    let handed_over = match service {
+        Some(service) => {
+            let handed = tokio::time::timeout(HAND_OFF_BUDGET, service.before_leave()).await;
+            if handed.is_err() {
+                tracing::warn!(
+                    "hand-off cut short; the successors' replicas and repair cover the rest"
+                );
+            }
+            handed.ok()
         }
-    }
-    handle.leave().await
+        None => Some(0),
+    };
+    handle.leave().await?;
+    Ok(Left { handed_over })
 }
 
 /// Listens on every address and waits until each listener reports one: only then is the port

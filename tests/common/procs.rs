@@ -52,6 +52,8 @@ pub fn isolated(program: &str) -> Command {
         "XDG_DATA_HOME",
         std::env::temp_dir().join("chord-p2p-tests-data"),
     );
+    // A default peer of the person running the tests must not leak in.
+    command.env_remove("CHORD_PEER");
     command
 }
 
@@ -213,7 +215,23 @@ pub fn oneshot_json(args: &[&str]) -> Value {
         "{args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
+    result_json(&out.stdout)
+}
+
+/// The result of a `--json` command: its last line. Transfers print progress events
+/// (`{"event":"progress",…}`) before it; nothing else may come first.
+pub fn result_json(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let (last, before) = lines.split_last().expect("a JSON line on stdout");
+    for line in before {
+        let v: Value = serde_json::from_str(line).expect("JSON lines");
+        assert_eq!(
+            v["event"], "progress",
+            "unexpected line before the result: {line}"
+        );
+    }
+    serde_json::from_str(last).expect("one JSON object last")
 }
 
 /// Runs the binary expecting failure; returns stderr, which must be one clear `error:` line.
