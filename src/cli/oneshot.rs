@@ -1,0 +1,263 @@
+//! The one-shot commands: put, get (files and folders), ls, rm, lookup, status.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chord_p2p::chord::Id;
+use chord_p2p::client::{Client, ClientError};
+use chord_p2p::files::folder::{self, FolderError, FolderGetReport};
+use chord_p2p::files::{FilesError, Ticket};
+use chord_p2p::net;
+
+use super::args::RateArgs;
+use super::ask::{connect, connect_for, Ask};
+use super::local::*;
+use super::progress::with_progress;
+use super::{emit, output, usage};
+
+pub(super) async fn put(
+    file: &std::path::Path,
+    name: Option<String>,
+    rate: RateArgs,
+    args: &Ask<'_>,
+    json: bool,
+) -> Result<()> {
+    // Fail before connecting anywhere if the file is not there.
+    let folder = input_kind(file)?;
+    let name = match name {
+        Some(name) => name,
+        None if folder => default_folder_name(file)?,
+        None => default_name(file)?,
+    };
+    if !folder && folder::is_folder_name(&name) {
+        return Err(usage(format!(
+            "'{name}' ends with /, which names a folder; put a folder under it, or drop the /"
+        )));
+    }
+    let (mut client, entry) = connect(args).await?;
+    client.set_rate_limit(rate.limit_rate);
+    if folder {
+        return put_folder(client, entry, file, &name, json).await;
+    }
+    let (c, e) = (&client, &entry);
+    let report = with_progress(json, |tick| async move {
+        c.put(e, file, &name, Some(&*tick)).await
+    })
+    .await;
+    let ticket = match &report {
+        Ok(r) => client.ticket(&entry, &r.name).await.encode(),
+        Err(_) => String::new(),
+    };
+    client.close().await;
+    let report = report?;
+    emit(if json {
+        output::with_ticket(output::put_json(&report), &ticket).to_string()
+    } else {
+        format!(
+            "{}\n{}",
+            output::put_text(&report),
+            output::ticket_text(&ticket)
+        )
+    });
+    Ok(())
+}
+
+/// `put DIR`: every file, then the manifest, with progress over the whole folder.
+pub(super) async fn put_folder(
+    client: Client,
+    entry: net::PeerRef,
+    dir: &std::path::Path,
+    name: &str,
+    json: bool,
+) -> Result<()> {
+    let (c, e) = (&client, &entry);
+    let report = with_progress(json, |tick| async move {
+        c.put_folder(e, dir, name, Some(&*tick)).await
+    })
+    .await;
+    let ticket = match &report {
+        Ok(r) => client.ticket(&entry, &r.name).await.encode(),
+        Err(_) => String::new(),
+    };
+    client.close().await;
+    let report = report?;
+    emit(if json {
+        output::folder_put_json(&report, &ticket).to_string()
+    } else {
+        output::folder_put_text(&report, &ticket)
+    });
+    Ok(())
+}
+
+pub(super) async fn get(
+    name: &str,
+    output: Option<PathBuf>,
+    force: bool,
+    rate: RateArgs,
+    args: &Ask<'_>,
+    json: bool,
+) -> Result<()> {
+    let ticket = if Ticket::is_ticket(name) {
+        Some(Ticket::decode(name).map_err(|e| usage(e.to_string()))?)
+    } else {
+        None
+    };
+    let name = ticket.as_ref().map_or(name, |t| t.name.as_str());
+    let ticket = ticket.as_ref();
+    if folder::is_folder_name(name) {
+        let target = folder_target(name, output, force)?;
+        let (mut client, entry) = connect_for(args, ticket).await?;
+        client.set_rate_limit(rate.limit_rate);
+        return get_folder(client, entry, name, &target, force, json).await;
+    }
+    let out = match output_path(name, output.clone(), force) {
+        Ok(out) => out,
+        // A folder is there: the name is taken as a folder's, to resume a get under way
+        // into it, or to write into it with `force`.
+        Err(e) => match folder_place(name, output) {
+            Ok(target) if target.is_dir() => {
+                check_folder_target(&target, force)?;
+                let (mut client, entry) = connect_for(args, ticket).await?;
+                client.set_rate_limit(rate.limit_rate);
+                return get_folder(client, entry, name, &target, force, json).await;
+            }
+            _ => return Err(e),
+        },
+    };
+    let (mut client, entry) = connect_for(args, ticket).await?;
+    client.set_rate_limit(rate.limit_rate);
+    let (c, e) = (&client, &entry);
+    let report = with_progress(json, |tick| async move {
+        c.get(e, name, &out, Some(&*tick)).await
+    })
+    .await;
+    let report = match report {
+        // No file has that name: perhaps a folder does (its manifest is `name/`).
+        Err(ClientError::Files(FilesError::NotFound(missing))) => {
+            let folder = match folder_target(name, output, force) {
+                Ok(target) => {
+                    let folder = folder::folder_name(name);
+                    Some(fetch_folder(c, e, &folder, &target, force, json).await)
+                }
+                Err(_) => None,
+            };
+            client.close().await;
+            return match folder {
+                Some(Err(ClientError::Folder(FolderError::Files(FilesError::NotFound(_)))))
+                | None => Err(FilesError::NotFound(missing).into()),
+                Some(folder) => print_folder(folder?, json),
+            };
+        }
+        other => other,
+    };
+    client.close().await;
+    let report = report?;
+    emit(if json {
+        output::get_json(&report).to_string()
+    } else {
+        output::get_text(&report)
+    });
+    Ok(())
+}
+
+/// Gets a folder with progress over all its files.
+pub(super) async fn fetch_folder(
+    client: &Client,
+    entry: &net::PeerRef,
+    name: &str,
+    target: &std::path::Path,
+    force: bool,
+    json: bool,
+) -> Result<FolderGetReport, ClientError> {
+    with_progress(json, |tick| async move {
+        client
+            .get_folder(entry, name, target, force, Some(&*tick))
+            .await
+    })
+    .await
+}
+
+/// `get NAME/`: the folder into `target`, then what it did.
+pub(super) async fn get_folder(
+    client: Client,
+    entry: net::PeerRef,
+    name: &str,
+    target: &std::path::Path,
+    force: bool,
+    json: bool,
+) -> Result<()> {
+    let folder = folder::folder_name(name);
+    let report = fetch_folder(&client, &entry, &folder, target, force, json).await;
+    client.close().await;
+    print_folder(report?, json)
+}
+
+pub(super) fn print_folder(report: FolderGetReport, json: bool) -> Result<()> {
+    emit(if json {
+        output::folder_get_json(&report).to_string()
+    } else {
+        output::folder_get_text(&report)
+    });
+    Ok(())
+}
+
+pub(super) async fn ls(args: &Ask<'_>, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let files = client.list(&entry).await;
+    client.close().await;
+    let files = files?;
+    emit(if json {
+        output::files_json(&files).to_string()
+    } else {
+        output::files_text(&files)
+    });
+    Ok(())
+}
+
+pub(super) async fn ls_ring(args: &Ask<'_>, max_members: usize, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let listing = client.list_ring(&entry, max_members).await;
+    client.close().await;
+    let listing = listing?;
+    emit(if json {
+        output::ring_files_json(&listing).to_string()
+    } else {
+        output::ring_files_text(&listing)
+    });
+    Ok(())
+}
+
+pub(super) async fn rm(name: &str, args: &Ask<'_>, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let copies = client.remove(&entry, name).await;
+    client.close().await;
+    let copies = copies?;
+    emit(output::removed(name, copies, json));
+    Ok(())
+}
+
+pub(super) async fn lookup(name: &str, args: &Ask<'_>, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let result = client.lookup(&entry, Id::hash(name.as_bytes())).await;
+    client.close().await;
+    let result = result?;
+    if json {
+        emit(output::lookup_json(name, &result));
+    } else {
+        emit(output::lookup_text(name, &result));
+    }
+    Ok(())
+}
+
+pub(super) async fn status(args: &Ask<'_>, json: bool) -> Result<()> {
+    let (client, entry) = connect(args).await?;
+    let report = client.status(&entry).await;
+    client.close().await;
+    let report = report?;
+    if json {
+        emit(output::status_json(&report));
+    } else {
+        emit(output::status_text(&report));
+    }
+    Ok(())
+}
