@@ -459,3 +459,47 @@ fn the_whole_ring_is_listed_once_and_status_shows_one_line_per_peer() {
     assert_eq!(peers.len(), unique.len(), "{section}");
     assert!(section.contains("connection"), "{section}");
 }
+
+#[test]
+fn an_interrupted_get_says_the_same_get_resumes() {
+    let (node, peer) = Proc::node(&["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("big.bin");
+    // Larger than what the transports buffer, so the holder dying stops the get.
+    std::fs::write(&file, vec![3u8; 48 << 20]).expect("write");
+    assert!(oneshot(&["put", s(&file), "--peer", &peer])
+        .status
+        .success());
+    // A slow get from the only holder, which then dies.
+    let out = work.path().join("copy.bin");
+    let get = [
+        "get",
+        "big.bin",
+        "--peer",
+        &peer,
+        "-o",
+        s(&out),
+        "--limit-rate",
+        "1M",
+    ];
+    let get = Background::spawn(&get);
+    let partial = work.path().join(".copy.bin.chord-part");
+    wait_until(
+        Duration::from_secs(20),
+        "some bytes arrive",
+        || match std::fs::metadata(&partial) {
+            Ok(m) if m.len() > 0 => Ok(()),
+            _ => Err("nothing yet".into()),
+        },
+    );
+    node.kill9();
+    let (result, _) = get.finish(Duration::from_secs(60));
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr).to_string();
+    assert!(
+        stderr.contains("run the same get again to resume"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".copy.bin.chord-part"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

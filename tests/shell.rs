@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::procs::{isolated, BIN};
+use common::procs::{isolated, oneshot, BIN};
 use rexpect::process::WaitStatus;
 use rexpect::session::{spawn_with_options, Options, PtySession};
 
@@ -333,4 +333,31 @@ fn near_misses_get_did_you_mean() {
         "frobnicate",
         "unknown command 'frobnicate'; type 'help' for the commands",
     );
+}
+
+#[test]
+fn a_folder_put_from_the_shell_is_shared_with_a_ticket() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let tree = home.path().join("trip photos");
+    std::fs::create_dir_all(tree.join("day 1")).expect("mkdir");
+    let a = make_file(&tree.join("day 1").join("beach.jpg"), "beach", 40_000);
+    let b = make_file(&tree.join("notes.txt"), "notes", 3_000);
+    let mut sh = Shell::start(Some(home.path()));
+    sh.run("put ~/trip\\ photos", "shared folder trip photos/ (2 files");
+    let out = sh.expect("chord> ");
+    let ticket = out
+        .split_whitespace()
+        .find(|w| w.starts_with("chord:"))
+        .expect("a ticket")
+        .to_string();
+    // Anyone with the ticket gets the folder, no --peer needed.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let target = elsewhere.path().join("copy");
+    let got = oneshot(&["get", &ticket, "-o", utf8(&target)]);
+    assert!(got.status.success(), "{got:?}");
+    assert_eq!(
+        std::fs::read(target.join("day 1").join("beach.jpg")).expect("a"),
+        a
+    );
+    assert_eq!(std::fs::read(target.join("notes.txt")).expect("b"), b);
 }

@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 /// A peer-to-peer node on a Chord ring, over libp2p (QUIC by default, TCP too).
 ///
 /// With no subcommand, runs a node: an interactive shell when stdin is a terminal, headless
-/// otherwise. `chord-p2p HOST PORT` is the form of the original Python tool (chord-dht's
-/// `python chord.py IP PORT`): QUIC on UDP PORT and TCP on PORT.
+/// otherwise. `chord-p2p HOST PORT` is the form of the original Python tool this project grew
+/// from (it took `IP PORT`): QUIC on UDP PORT and TCP on PORT.
 #[derive(Debug, Parser)]
 #[command(
     name = "chord-p2p",

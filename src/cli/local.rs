@@ -44,18 +44,6 @@ pub fn output_path(name: &str, output: Option<PathBuf>, force: bool) -> Result<P
     Ok(path)
 }
 
-/// The local file a put reads, checked before connecting anywhere.
-pub fn input_file(file: &std::path::Path) -> Result<()> {
-    let shown = file.display();
-    match std::fs::metadata(file) {
-        Ok(meta) if meta.is_dir() => Err(usage(format!(
-            "{shown} is a directory; put takes one file (put each file, or pack the folder first)"
-        ))),
-        Ok(_) => Ok(()),
-        Err(e) => Err(usage(format!("cannot read {shown}: {}", io_cause(&e)))),
-    }
-}
-
 /// An OS error without its "(os error N)" suffix, as a person reads it.
 pub(super) fn io_cause(e: &std::io::Error) -> String {
     let text = e.to_string();

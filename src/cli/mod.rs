@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 use args::{Cli, Command};
 use ask::Ask;
-pub(crate) use local::{default_name, input_file, output_path};
+pub(crate) use local::{default_name, output_path};
 use node::run_node;
 use oneshot::{get, lookup, ls, ls_ring, put, rm, status};
 pub(crate) use progress::with_progress;

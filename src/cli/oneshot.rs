@@ -126,10 +126,11 @@ pub(super) async fn get(
     };
     let (mut client, entry) = connect_for(args, ticket).await?;
     client.set_rate_limit(rate.limit_rate);
-    let (c, e) = (&client, &entry);
-    let report = with_progress(json, |tick| async move {
-        c.get(e, name, &out, Some(&*tick)).await
-    })
+    let (c, e, o) = (&client, &entry, &out);
+    let report = with_progress(
+        json,
+        |tick| async move { c.get(e, name, o, Some(&*tick)).await },
+    )
     .await;
     let report = match report {
         // No file has that name: perhaps a folder does (its manifest is `name/`).
@@ -151,13 +152,36 @@ pub(super) async fn get(
         other => other,
     };
     client.close().await;
-    let report = report?;
+    let report = report.map_err(|e| resumable(e, &out))?;
     emit(if json {
         output::get_json(&report).to_string()
     } else {
         output::get_text(&report)
     });
     Ok(())
+}
+
+/// A get that stopped with bytes kept: the error says the same command resumes.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause}; {kept} kept in {partial}: run the same get again to resume")]
+struct Resumable {
+    #[source]
+    cause: ClientError,
+    kept: String,
+    partial: String,
+}
+
+fn resumable(cause: ClientError, out: &std::path::Path) -> anyhow::Error {
+    let partial = chord_p2p::files::transfer::partial_path(out);
+    match std::fs::metadata(&partial) {
+        Ok(meta) if meta.len() > 0 => Resumable {
+            cause,
+            kept: output::size_text(meta.len()),
+            partial: partial.display().to_string(),
+        }
+        .into(),
+        _ => cause.into(),
+    }
 }
 
 /// Gets a folder with progress over all its files.

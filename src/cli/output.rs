@@ -203,9 +203,9 @@ pub fn put_json(r: &PutReport) -> Value {
 
 pub fn put_text(r: &PutReport) -> String {
     format!(
-        "stored {} ({} bytes) at {}; {} copies\n  hash {}",
+        "stored {} ({}) at {}; {} copies\n  hash {}",
         r.name,
-        r.size,
+        size_text(r.size),
         r.owner.addr.peer_id,
         r.replicas,
         hash_hex(&r.hash)
@@ -227,12 +227,12 @@ pub fn get_json(r: &GetReport) -> Value {
 pub fn get_text(r: &GetReport) -> String {
     let resumed = match r.resumed_from {
         0 => String::new(),
-        n => format!(", resumed at byte {n}"),
+        n => format!(", resumed after {}", size_text(n)),
     };
     format!(
-        "got {} ({} bytes, verified{resumed}) from {} into {}",
+        "got {} ({}, verified{resumed}) from {} into {}",
         r.name,
-        r.size,
+        size_text(r.size),
         r.from.addr.peer_id,
         r.path.display()
     )

@@ -18,7 +18,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use chord_p2p::chord::Id;
-use chord_p2p::files::{ops, Files};
+use chord_p2p::files::{folder, ops, ticket, Files};
 use chord_p2p::net::parse_target;
 use chord_p2p::node::{leave_informed, NodeHandle};
 use rustyline::error::ReadlineError;
@@ -26,8 +26,9 @@ use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Editor};
 use serde_json::json;
 
+use super::local::{default_folder_name, input_kind};
 use super::report::{self, Usage};
-use super::{default_name, emit, input_file, output, output_path, with_progress};
+use super::{default_name, emit, output, output_path, with_progress};
 use commands::{Command, Mistake};
 
 /// What the shell works on.
@@ -282,27 +283,58 @@ impl Session {
         self.files.as_ref()
     }
 
-    /// `put FILE [NAME]`, checked as the one-shot `put` checks it.
+    /// `put FILE|DIR [NAME]`, checked as the one-shot `put` checks it: a folder is shared
+    /// (every file, then its manifest), and both print a ticket.
     fn put(&self, file: PathBuf, name: Option<String>) {
-        let name = match name.map_or_else(|| default_name(&file), Ok) {
+        let is_dir = match input_kind(&file) {
+            Ok(is_dir) => is_dir,
+            Err(e) => return self.fail(e),
+        };
+        let default = if is_dir {
+            default_folder_name(&file)
+        } else {
+            default_name(&file)
+        };
+        let name = match name.map_or(default, Ok) {
             Ok(name) => name,
             Err(e) => return self.fail(e),
         };
-        if let Err(e) = input_file(&file) {
-            return self.fail(e);
-        }
         let Some(files) = self.files() else { return };
         let access = files.access();
         let (access, file, name) = (&access, &file, &name);
+        if is_dir {
+            let work = with_progress(self.json, |tick| async move {
+                let report = folder::upload_folder(access, file, name, Some(&*tick)).await?;
+                let ticket = ticket::for_name(access, &report.name).await.encode();
+                Ok::<_, folder::FolderError>((report, ticket))
+            });
+            return match self.interruptible(work) {
+                None => self.cancelled("put", ""),
+                Some(Err(e)) => self.fail(e.into()),
+                Some(Ok((report, ticket))) => self.show(
+                    || output::folder_put_json(&report, &ticket),
+                    || output::folder_put_text(&report, &ticket),
+                ),
+            };
+        }
         let work = with_progress(self.json, |tick| async move {
-            ops::upload(access, file, name, Some(&*tick)).await
+            let report = ops::upload(access, file, name, Some(&*tick)).await?;
+            let ticket = ticket::for_name(access, &report.name).await.encode();
+            Ok::<_, chord_p2p::files::FilesError>((report, ticket))
         });
         match self.interruptible(work) {
             None => self.cancelled("put", ""),
             Some(Err(e)) => self.fail(e.into()),
-            Some(Ok(report)) => {
-                self.show(|| output::put_json(&report), || output::put_text(&report))
-            }
+            Some(Ok((report, ticket))) => self.show(
+                || output::with_ticket(output::put_json(&report), &ticket),
+                || {
+                    format!(
+                        "{}\n{}",
+                        output::put_text(&report),
+                        output::ticket_text(&ticket)
+                    )
+                },
+            ),
         }
     }
 
