@@ -7,6 +7,7 @@
 //! - [`records`]: what is said about files (versions, removals), signed by their uploaders.
 //! - [`replica`]: the sans-IO replica core: which copies to take, keep, drop or fetch.
 //! - [`client`]: a one-shot client that asks the ring without joining it.
+//! - [`verified`]: the sans-IO verified-streaming core: BLAKE3 group CVs, outboards, proofs.
 pub mod chord;
 pub mod client;
 pub mod files;
@@ -16,3 +17,4 @@ pub mod records;
 pub mod replica;
 /// A deterministic discrete-event simulator driving the same Chord core at 10^4 nodes.
 pub mod sim;
+pub mod verified;

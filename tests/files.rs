@@ -303,6 +303,7 @@ async fn hostile_names_stay_inside_and_only_the_uploader_may_replace_or_remove()
         uploader: alice.peer_id().to_string(),
         created: u64::MAX / 2,
         signature: vec![0; 64],
+        chain: 0,
     };
     for target in refs.iter().skip(1) {
         refs[0]

@@ -55,6 +55,7 @@ async fn raw_upload(
         uploader: uploader.to_string(),
         created,
         signature: Vec::new(),
+        chain: 0,
     };
     let wait = Duration::from_secs(5);
     transfer::put(stream, path, header, None, None, wait).await
@@ -332,7 +333,7 @@ async fn lie_on_streams(mut incoming: libp2p_stream::IncomingStreams) {
                     // Never answers; the node's own shutdown ends this task.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
-                Ok(TransferRequest::Get { .. }) => {
+                Ok(_) => {
                     let _ = write_frame(&mut stream, &GetReply::NotFound).await;
                 }
                 Err(_) => {}

@@ -138,6 +138,9 @@ pub(super) async fn run_node(host_port: Option<(String, u16)>, args: NodeArgs) -
         }
     }
 
+    // The line editor puts the terminal in raw mode; a SIGTERM while it waits for a line
+    // would leave it so. What it was before is put back at the end, whatever happens.
+    let _terminal = shell::wanted().then(TerminalMode::save);
     let left = if shell::wanted() {
         let runtime = tokio::runtime::Handle::current();
         let shell_handle = shell::ShellNode {
@@ -353,5 +356,30 @@ pub(super) async fn terminate_signal() -> Result<()> {
     #[cfg(not(unix))]
     {
         std::future::pending().await
+    }
+}
+
+/// The terminal's settings when the node started, restored when dropped.
+struct TerminalMode(Option<libc::termios>);
+
+impl TerminalMode {
+    fn save() -> TerminalMode {
+        // SAFETY: tcgetattr fills a plain struct we own; on failure we keep nothing.
+        unsafe {
+            let mut mode: libc::termios = std::mem::zeroed();
+            let saved = libc::tcgetattr(libc::STDIN_FILENO, &mut mode) == 0;
+            TerminalMode(saved.then_some(mode))
+        }
+    }
+}
+
+impl Drop for TerminalMode {
+    fn drop(&mut self) {
+        if let Some(mode) = &self.0 {
+            // SAFETY: restores settings read from this same descriptor.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, mode);
+            }
+        }
     }
 }

@@ -147,7 +147,7 @@ impl Access {
         };
         let size = match header {
             TransferRequest::Put { size, .. } => *size,
-            TransferRequest::Get { .. } => 0,
+            _ => 0,
         };
         let final_wait = self.final_wait(size);
         self.transfer(peer, |mut stream| {

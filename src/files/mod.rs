@@ -1,6 +1,7 @@
 //! Files on the ring, as thin drivers around the replica core (`crate::replica`), each one job:
 //! the disk ([`store`]), stream framing ([`transfer`]), allowed names ([`names`]), what users
-//! do ([`ops`]: put, get, rm; [`folder`]: folders; [`ticket`]: what to hand a friend), and a
+//! do ([`ops`]: put, get, rm; `swarm`: a get from every holder at once; [`folder`]: folders;
+//! [`ticket`]: what to hand a friend), and a
 //! member's service ([`Files`]): the transfer server, the request handlers, local operations,
 //! repair and the scrub.
 
@@ -12,10 +13,12 @@ mod local;
 mod member;
 pub mod names;
 pub mod ops;
+mod outboard;
 mod repair;
 mod scrub;
 mod server;
 pub mod store;
+mod swarm;
 pub mod throttle;
 pub mod ticket;
 pub mod transfer;

@@ -6,6 +6,7 @@ use super::access::{Access, Via};
 use super::error::FilesError;
 use super::names::check_name;
 use super::store::{unix_millis, FileMeta, Hash, Role};
+use super::swarm;
 use super::transfer::{self, Progress, TransferError, TransferRequest};
 use crate::chord::{Id, LookupResult};
 use crate::net::protocol::{FileRequest, FileResponse};
@@ -77,6 +78,7 @@ pub async fn upload(
         uploader: access.me().to_string(),
         created: unix_millis(),
         signature: Vec::new(),
+        chain: 0,
     };
     let ((copies, hash), via) = match (&access.local, access.is_me(&owner)) {
         (Some(files), true) => (
@@ -183,6 +185,30 @@ pub(crate) async fn fetch_version(
     progress: Progress<'_>,
 ) -> Result<(PeerRef, u64, Via), FilesError> {
     let key = version.key;
+    // Several remote holders of a large file: from all of them at once, when one of them
+    // sends the file's outboard (older peers do not; then one after the other, as below).
+    let remote: Vec<PeerRef> = sources
+        .iter()
+        .filter(|s| !access.is_me(s))
+        .cloned()
+        .collect();
+    let local_copy = access.local.is_some() && remote.len() < sources.len();
+    // A resumed get goes this way too, even from one holder: its partial is checked group by
+    // group, so a bad byte left by an earlier source is refetched, not blamed on this one.
+    let resuming = transfer::partial_path(out).exists();
+    if !local_copy
+        && !remote.is_empty()
+        && (remote.len() > 1 || resuming)
+        && version.size >= swarm::SWARM_MIN_BYTES
+    {
+        match swarm::fetch_tree(access, version, &remote).await {
+            Ok(tree) => return swarm::fetch(access, version, &remote, out, progress, tree).await,
+            Err(e) => tracing::info!(
+                "no outboard for {} ({e}); one holder at a time",
+                version.name
+            ),
+        }
+    }
     let mut last = FilesError::NotFound(version.name.clone());
     for node in sources {
         let result = match (&access.local, access.is_me(node)) {

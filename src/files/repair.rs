@@ -87,6 +87,7 @@ impl Files {
             uploader: meta.uploader.clone(),
             created: meta.created,
             signature: meta.signature.clone(),
+            chain: 0,
         };
         let path = self.inner.store.data_path(&meta.key);
         let ((copies, _), _) = self.access().put_to(to, &path, &header, None).await?;

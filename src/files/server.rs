@@ -51,24 +51,26 @@ impl Files {
             .await
             .is_ok_and(|v| v.is_neighbour(&node_id(&peer)));
         let kind = match request {
-            TransferRequest::Get { .. } => Kind::Get,
             TransferRequest::Put { .. } => Kind::Put,
+            _ => Kind::Get,
         };
         let Some(_slot) = self.transfer_slot(peer, kind, neighbour) else {
             let why = "busy: too many transfers under way here; try again or another holder";
             return match request {
-                TransferRequest::Get { .. } => {
-                    write_frame(&mut stream, &GetReply::Refused(why.into())).await
-                }
                 TransferRequest::Put { .. } => {
                     write_frame(&mut stream, &PutReply::Refused(why.into())).await
                 }
+                _ => write_frame(&mut stream, &GetReply::Refused(why.into())).await,
             };
         };
         match request {
             TransferRequest::Get { name, offset } => {
-                self.serve_get(&mut stream, &name, offset).await
+                self.serve_get(&mut stream, &name, offset, None).await
             }
+            TransferRequest::Range { name, start, len } => {
+                self.serve_get(&mut stream, &name, start, Some(len)).await
+            }
+            TransferRequest::Tree { name } => self.serve_tree(&mut stream, &name).await,
             put @ TransferRequest::Put { .. } => {
                 let answer = self.receive_put(peer, &mut stream, put).await;
                 let reply = match answer {
@@ -80,11 +82,13 @@ impl Files {
         }
     }
 
+    /// Sends `name` from `offset`: to the end, or `len` bytes of it (a range).
     async fn serve_get(
         &self,
         stream: &mut Stream,
         name: &str,
         offset: u64,
+        len: Option<u64>,
     ) -> Result<(), TransferError> {
         let key = Id::hash(name.as_bytes());
         let held = match self.inner.store.try_get(&key) {
@@ -97,8 +101,9 @@ impl Files {
         let Some(meta) = held else {
             return write_frame(stream, &GetReply::NotFound).await;
         };
-        if offset > meta.size {
-            let why = format!("offset {offset} is past the end");
+        let len = len.unwrap_or(meta.size.saturating_sub(offset));
+        if offset.checked_add(len).is_none_or(|end| end > meta.size) {
+            let why = format!("bytes {offset}+{len} are past the end");
             return write_frame(stream, &GetReply::Refused(why)).await;
         }
         let path = self.inner.store.data_path(&key);
@@ -119,7 +124,34 @@ impl Files {
         write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
         // No hashing here: the receiver verifies, and tells this node (Check) when it finds a
         // bad copy, so the hot path costs one hash, not two.
-        send_bytes(file, &path, stream, meta.size - offset, None, None).await?;
+        send_bytes(file, &path, stream, len, None, None).await?;
+        futures::AsyncWriteExt::close(stream).await?;
+        Ok(())
+    }
+
+    /// Sends the outboard of `name` (computed once and kept beside the file).
+    async fn serve_tree(&self, stream: &mut Stream, name: &str) -> Result<(), TransferError> {
+        let key = Id::hash(name.as_bytes());
+        let held = match self.inner.store.try_get(&key) {
+            Ok(held) => held.filter(|_| !self.is_corrupt(&key)),
+            Err(e) => {
+                let why = unreadable(e).to_string();
+                return write_frame(stream, &GetReply::Refused(why)).await;
+            }
+        };
+        let Some(meta) = held else {
+            return write_frame(stream, &GetReply::NotFound).await;
+        };
+        let outboard = match self.outboard(&meta).await {
+            Ok(outboard) => outboard,
+            Err(e) => {
+                let why = format!("the stored copy cannot be read now: {e}");
+                return write_frame(stream, &GetReply::Refused(why)).await;
+            }
+        };
+        write_frame(stream, &GetReply::Sending { meta }).await?;
+        unstalled(async { Ok(futures::AsyncWriteExt::write_all(stream, &outboard).await?) })
+            .await?;
         futures::AsyncWriteExt::close(stream).await?;
         Ok(())
     }
@@ -150,6 +182,7 @@ impl Files {
             uploader,
             created,
             signature,
+            chain,
         } = header
         else {
             return Err(TransferError::Protocol("not a put".into()));
@@ -214,12 +247,29 @@ impl Files {
             Ok(room) => room,
             Err(e) => return Ok(PutReply::Refused(e.to_string())),
         };
-        // An owner passes an upload on to its replica holders while it arrives: the copies are
-        // made in one pass instead of one after the other.
-        let (holders, mut forward) = if upload {
-            self.open_forwards(&name, size, &uploader, created).await
+        // An owner passes an upload on while it arrives, to its first replica holder, which
+        // passes it on to the next (a chain): every copy made in one pass, and no uplink
+        // carries more than one.
+        let holders = match upload {
+            true => self.view().await.map(|v| v.holders).unwrap_or_default(),
+            false => Vec::new(),
+        };
+        let (next, onward) = if upload {
+            (
+                holders.first().cloned(),
+                holders.len().saturating_sub(1) as u32,
+            )
+        } else if role == Role::Replica && hash.is_none() && chain > 0 {
+            (self.next_in_chain(&key).await, chain.min(MAX_CHAIN) - 1)
         } else {
-            (Vec::new(), Vec::new())
+            (None, 0)
+        };
+        let mut forward = match &next {
+            Some(to) => vec![
+                self.open_forward(to, &name, size, &uploader, created, onward)
+                    .await,
+            ],
+            None => Vec::new(),
         };
         write_frame(stream, &PutReply::Ready).await?;
         let incoming = store.begin(&key).map_err(store_error)?;
@@ -278,17 +328,14 @@ impl Files {
         }
         // A newer version lives: an older removal of the same uploader no longer applies.
         store.clear_tombstone(&key, &meta.uploader, meta.created);
-        let copies = if direct && role == Role::Owner {
-            // The holders the forward missed get a copy now.
-            let done = self.finish_forwards(&mut forward, &meta).await;
-            let missed: Vec<PeerRef> = holders
-                .into_iter()
-                .zip(&done)
-                .filter(|(_, ok)| !**ok)
-                .map(|(holder, _)| holder)
-                .collect();
-            let forwarded = done.iter().filter(|ok| **ok).count() as u32;
-            1 + forwarded + self.replicate_to(&meta, &missed).await
+        let forwarded = self.finish_forwards(&mut forward, &meta).await;
+        let copies = if upload {
+            // A chain that broke reached the holders before the break; the rest get a copy
+            // now.
+            let reached = (forwarded as usize).min(holders.len());
+            1 + forwarded + self.replicate_to(&meta, &holders[reached..]).await
+        } else if role == Role::Replica {
+            1 + forwarded
         } else {
             self.copies_after(role, &meta).await
         };
@@ -298,18 +345,17 @@ impl Files {
         })
     }
 
-    /// The replica holders, and beside each the stream that took the header of a forwarded
-    /// upload (none where it did not).
-    async fn open_forwards(
+    /// A stream to `to` that took the header of a forwarded upload, asking it to pass the
+    /// bytes on to `chain` more holders (none if it did not take it).
+    async fn open_forward(
         &self,
+        to: &PeerRef,
         name: &str,
         size: u64,
         uploader: &str,
         created: u64,
-    ) -> (Vec<PeerRef>, Vec<Option<Stream>>) {
-        let Ok(view) = self.view().await else {
-            return (Vec::new(), Vec::new());
-        };
+        chain: u32,
+    ) -> Option<Stream> {
         let header = TransferRequest::Put {
             name: name.into(),
             size,
@@ -318,38 +364,37 @@ impl Files {
             uploader: uploader.into(),
             created,
             signature: Vec::new(),
+            chain,
         };
-        let access = self.access();
-        let opens = view.holders.iter().map(|holder| {
-            let (access, header) = (&access, &header);
-            async move {
-                let (mut stream, _) = access.open(holder).await.ok()?;
-                write_frame(&mut stream, header).await.ok()?;
-                match unstalled(read_frame::<_, PutReply>(&mut stream)).await {
-                    Ok(PutReply::Ready) => Some(stream),
-                    _ => None,
-                }
-            }
-        });
-        let streams = futures::future::join_all(opens).await;
-        (view.holders, streams)
+        let (mut stream, _) = self.access().open(to).await.ok()?;
+        write_frame(&mut stream, &header).await.ok()?;
+        match unstalled(read_frame::<_, PutReply>(&mut stream)).await {
+            Ok(PutReply::Ready) => Some(stream),
+            _ => None,
+        }
+    }
+
+    /// Where a chain holder passes a forwarded upload on: its first successor, unless that
+    /// one owns the key (the chain came round the ring to where it started).
+    async fn next_in_chain(&self, key: &Id) -> Option<PeerRef> {
+        let view = self.view().await.ok()?;
+        let next = view.holders.first().or(view.spares.first())?.clone();
+        (!key.in_half_open(&view.me, &next.id)).then_some(next)
     }
 
     /// Ends forwarded uploads: the trailer with the uploader's hash and signature, then each
-    /// holder's answer (once it has committed its copy), waiting at most the transfer timeout
-    /// for it. Says, per slot, whether that holder has the copy now.
-    async fn finish_forwards(&self, forward: &mut [Option<Stream>], meta: &FileMeta) -> Vec<bool> {
+    /// holder's answer (once it has committed its copy and its own forward), waiting at most
+    /// the transfer timeout per chain link. Returns the copies the forwards made.
+    async fn finish_forwards(&self, forward: &mut [Option<Stream>], meta: &FileMeta) -> u32 {
         let trailer = Trailer {
             hash: meta.hash,
             signature: meta.signature.clone(),
         };
-        let wait = self.inner.config.timeout;
+        let wait = self.inner.config.timeout * (1 + MAX_CHAIN);
         let finish = forward.iter_mut().map(|slot| {
             let trailer = &trailer;
             async move {
-                let Some(stream) = slot.as_mut() else {
-                    return false;
-                };
+                let stream = slot.as_mut()?;
                 let answer = async {
                     write_frame(stream, trailer).await?;
                     tokio::time::timeout(wait, read_frame::<_, PutReply>(stream))
@@ -357,19 +402,20 @@ impl Files {
                         .map_err(|_| TransferError::NoAnswer(wait))?
                 };
                 match answer.await {
-                    Ok(PutReply::Done { hash, .. }) if hash == meta.hash => true,
+                    Ok(PutReply::Done { hash, copies }) if hash == meta.hash => Some(copies),
                     Ok(other) => {
                         tracing::debug!(name = meta.name, "forwarded copy: {other:?}");
-                        false
+                        None
                     }
                     Err(e) => {
                         tracing::debug!(name = meta.name, "forwarded copy failed: {e}");
-                        false
+                        None
                     }
                 }
             }
         });
-        futures::future::join_all(finish).await
+        let copies = futures::future::join_all(finish).await;
+        copies.into_iter().flatten().sum()
     }
 
     /// An owner replicates what it just stored before it answers; a replica is one copy.
@@ -380,6 +426,10 @@ impl Files {
         }
     }
 }
+
+/// Holders one forwarded upload passes through at most (the longest chain asked for is
+/// R - 1 with R ≤ 16): a stranger cannot make the chain go round the ring.
+const MAX_CHAIN: u32 = 16;
 
 /// One inbound transfer's place among the node's limits; freed when dropped.
 struct TransferSlot<'a> {

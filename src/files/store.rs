@@ -302,6 +302,11 @@ impl Store {
         Store::data_path_in(&self.dir, key)
     }
 
+    /// Where the outboard of `key`'s copy is kept (see `files::outboard`).
+    pub fn tree_path(&self, key: &Id) -> PathBuf {
+        self.dir.join(format!("{}.tree", key.to_hex()))
+    }
+
     fn meta_path(&self, key: &Id) -> PathBuf {
         self.dir.join(format!("{}.json", key.to_hex()))
     }
@@ -609,6 +614,7 @@ impl Store {
         fs::remove_file(&meta_path).map_err(io(&meta_path))?;
         let data = self.data_path(key);
         fs::remove_file(&data).map_err(io(&data))?;
+        let _ = fs::remove_file(self.tree_path(key));
         self.account(0, entry.size + OVERHEAD);
         Ok(Some(entry.held(*key)))
     }

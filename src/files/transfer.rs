@@ -7,6 +7,12 @@
 //!
 //! Put:  → Put header   ← Ready | Done | Refused   → `size` bytes   → Trailer{hash}   ← Done | Failed
 //! Get:  → Get{name, offset}   ← Sending{meta} | NotFound | Refused   ← bytes from offset to end
+//! Range: → Range{name, start, len}   ← Sending{meta} | …   ← `len` bytes from `start`
+//! Tree: → Tree{name}   ← Sending{meta} | …   ← the outboard: 32 bytes per 1 MiB group
+//!
+//! A getter with several holders fetches the tree once (checked against the signed hash),
+//! then disjoint ranges from every holder at once, each 1 MiB group checked as it arrives
+//! (`crate::verified`).
 //!
 //! Neither side takes the other's word: a receiver checks the uploader's signature and the
 //! hash of the bytes; a getter checks that `Sending` names the version it chose (name,
@@ -57,9 +63,18 @@ pub enum TransferRequest {
         /// (the hash is known only at the end).
         #[serde(with = "crate::records::bytes")]
         signature: Vec<u8>,
+        /// For a forwarded upload (role replica, no hash): how many further holders along the
+        /// receiver's successors it should pass the bytes on to while they arrive (chain
+        /// replication: each uplink carries one copy). 0 for everything else.
+        #[serde(default)]
+        chain: u32,
     },
     /// Send a file from `offset` on (a resumed download asks for the rest only).
     Get { name: String, offset: u64 },
+    /// Send `len` bytes of a file from `start` (one part of a get from several holders).
+    Range { name: String, start: u64, len: u64 },
+    /// Send the file's outboard: the BLAKE3 chaining value of each 1 MiB group, in order.
+    Tree { name: String },
 }
 
 impl TransferRequest {
@@ -80,7 +95,7 @@ impl TransferRequest {
                 created: *created,
                 uploader,
             }),
-            TransferRequest::Get { .. } => None,
+            _ => None,
         }
     }
 }

@@ -157,5 +157,6 @@ pub fn unsigned_put(from: &Node, name: String) -> chord_p2p::files::transfer::Tr
         uploader: from.peer_id().to_string(),
         created: chord_p2p::records::unix_millis(),
         signature: Vec::new(),
+        chain: 0,
     }
 }

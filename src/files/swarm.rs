@@ -1,0 +1,363 @@
+//! A get from every holder at once. The getter fetches the file's outboard (one chaining
+//! value per 1 MiB group, checked against the uploader's signed hash) from one holder, then
+//! hands out batches of groups to every holder: a holder that answers sooner comes back for
+//! more sooner, so faster holders carry more. Each group is checked as it arrives, so a bad
+//! holder is caught within one group and never written as good; what it held back goes to
+//! the others. When nothing is left to hand out, idle holders also fetch groups still in
+//! flight elsewhere (end game): the first good copy wins, so one slow or dying holder does
+//! not hold the whole get back. Groups already on disk and matching (an earlier get) are
+//! kept: a get resumes from whatever was verified, in any order.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+
+use super::access::{Access, Via};
+use super::error::FilesError;
+use super::transfer::{self, read_frame, write_frame, GetReply, Progress, TransferRequest};
+use crate::net::protocol::FileRequest;
+use crate::net::PeerRef;
+use crate::records::FileMeta;
+use crate::replica::same_version;
+use crate::verified::{self, Outboard, GROUP_BYTES};
+
+/// Files smaller than this come from one holder: a second stream would cost more than it
+/// brings.
+pub const SWARM_MIN_BYTES: u64 = 4 * GROUP_BYTES;
+/// Groups asked of a holder in one range request.
+const BATCH_GROUPS: u64 = 4;
+/// Failed range requests after which a holder is given up for this get.
+const MAX_FAILURES: u32 = 3;
+
+/// Which groups are done, waiting, or being fetched, shared by the holders' workers.
+struct Plan {
+    todo: VecDeque<u64>,
+    done: Vec<bool>,
+    /// How many workers are fetching each group now.
+    fetching: Vec<u32>,
+    bytes_done: u64,
+}
+
+impl Plan {
+    /// The next batch for a worker: groups nobody has fetched yet, or (end game) a group
+    /// still in flight with the fewest fetchers.
+    fn next(&mut self) -> Vec<u64> {
+        let mut batch = Vec::new();
+        while batch.len() < BATCH_GROUPS as usize {
+            let Some(g) = self.todo.pop_front() else {
+                break;
+            };
+            if !self.done[g as usize] {
+                batch.push(g);
+            }
+        }
+        // Only a run of consecutive groups makes one range; the rest goes back.
+        if let Some(&first) = batch.first() {
+            let run = batch
+                .iter()
+                .enumerate()
+                .take_while(|(i, g)| **g == first + *i as u64)
+                .count();
+            for g in batch.drain(run..).rev() {
+                self.todo.push_front(g);
+            }
+        }
+        if batch.is_empty() {
+            let stolen = (0..self.done.len())
+                .filter(|g| !self.done[*g] && self.fetching[*g] > 0)
+                .min_by_key(|g| self.fetching[*g]);
+            batch.extend(stolen.map(|g| g as u64));
+        }
+        for g in &batch {
+            self.fetching[*g as usize] += 1;
+        }
+        batch
+    }
+
+    /// A worker stopped fetching `groups`; those not done go back to the front.
+    fn give_back(&mut self, groups: &[u64]) {
+        for g in groups.iter().rev() {
+            self.fetching[*g as usize] = self.fetching[*g as usize].saturating_sub(1);
+            if !self.done[*g as usize] && !self.todo.contains(g) {
+                self.todo.push_front(*g);
+            }
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.done.iter().all(|d| *d)
+    }
+}
+
+/// Fetches `version` into `out` from all of `sources` at once; see the module doc. Returns
+/// the holder that sent the most, the bytes kept from an earlier get, and how it was reached.
+/// `tree` is the outboard [`fetch_tree`] got (and how its holder was reached).
+pub(crate) async fn fetch(
+    access: &Access,
+    version: &FileMeta,
+    sources: &[PeerRef],
+    out: &Path,
+    progress: Progress<'_>,
+    tree: (Arc<Outboard>, Via),
+) -> Result<(PeerRef, u64, Via), FilesError> {
+    let (tree, via) = tree;
+    let partial = transfer::partial_path(out);
+    let (file, earlier) = open_partial(&partial, version.size)?;
+    let file = Arc::new(file);
+    let done = if earlier {
+        let (file, tree) = (file.clone(), tree.clone());
+        tokio::task::spawn_blocking(move || verified_groups(&file, &tree))
+            .await
+            .map_err(|e| FilesError::Refused(format!("checking the partial file: {e}")))?
+    } else {
+        vec![false; tree.groups() as usize]
+    };
+    let resumed: u64 = done
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+        .map(|(g, _)| group_len(g as u64, version.size))
+        .sum();
+    let groups = tree.groups() as usize;
+    let plan = Arc::new(Mutex::new(Plan {
+        todo: (0..groups as u64).filter(|g| !done[*g as usize]).collect(),
+        done,
+        fetching: vec![0; groups],
+        bytes_done: resumed,
+    }));
+    let workers = sources.iter().enumerate().map(|(i, source)| {
+        let (plan, file, tree) = (plan.clone(), file.clone(), tree.clone());
+        async move {
+            let served = work(access, version, source, &plan, &file, &tree, progress).await;
+            (i, served)
+        }
+    });
+    let results = futures::future::join_all(workers).await;
+    let finished = lock(&plan).all_done();
+    if !finished {
+        let why = results
+            .iter()
+            .find_map(|(_, r)| r.as_ref().err().map(|e| e.to_string()))
+            .unwrap_or_else(|| "no holder could send the rest".into());
+        return Err(FilesError::Refused(format!(
+            "the get stopped with groups missing ({why}); the groups fetched are kept: run the \
+             same get again to resume"
+        )));
+    }
+    file.sync_all().map_err(local(&partial))?;
+    std::fs::rename(&partial, out).map_err(local(out))?;
+    let most = results
+        .iter()
+        .max_by_key(|(_, r)| r.as_ref().map_or(0, |n| *n))
+        .map_or(0, |(i, _)| *i);
+    Ok((sources[most].clone(), resumed, via))
+}
+
+fn lock(plan: &Mutex<Plan>) -> std::sync::MutexGuard<'_, Plan> {
+    plan.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn local(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
+    move |e| FilesError::Local {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Bytes in group `g` of a file of `size` bytes.
+fn group_len(g: u64, size: u64) -> u64 {
+    size.saturating_sub(g * GROUP_BYTES).min(GROUP_BYTES)
+}
+
+/// The outboard from the first holder that sends one matching the signed hash.
+pub(crate) async fn fetch_tree(
+    access: &Access,
+    version: &FileMeta,
+    sources: &[PeerRef],
+) -> Result<(Arc<Outboard>, Via), FilesError> {
+    let mut last = FilesError::NotFound(version.name.clone());
+    for source in sources {
+        let asked = access
+            .transfer(source, |mut stream| async move {
+                let request = TransferRequest::Tree {
+                    name: version.name.clone(),
+                };
+                write_frame(&mut stream, &request).await?;
+                expect_sending(&mut stream, version).await?;
+                let len = verified::outboard_len(version.size) as usize * verified::CV_BYTES;
+                let mut outboard = vec![0; len];
+                transfer::unstalled(async { Ok(stream.read_exact(&mut outboard).await?) }).await?;
+                Ok(outboard)
+            })
+            .await;
+        match asked {
+            Ok((bytes, via)) => match Outboard::from_bytes(&bytes, version.size, version.hash) {
+                Some(tree) => return Ok((Arc::new(tree), via)),
+                None => {
+                    tracing::info!(peer = %source.addr.peer_id, "sent an outboard that does not match the signed hash");
+                    last = FilesError::Protocol {
+                        peer: source.addr.peer_id.to_string(),
+                    };
+                }
+            },
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Reads the holder's first answer: it must name exactly the chosen version.
+async fn expect_sending<S>(
+    stream: &mut S,
+    version: &FileMeta,
+) -> Result<(), transfer::TransferError>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    use transfer::TransferError;
+    match transfer::unstalled(read_frame::<_, GetReply>(stream)).await? {
+        GetReply::Sending { meta } if same_version(&meta, version) => Ok(()),
+        GetReply::Sending { meta } => Err(TransferError::WrongVersion(format!(
+            "'{}' by {} of {} bytes made at {}",
+            meta.name, meta.uploader, meta.size, meta.created
+        ))),
+        GetReply::NotFound => Err(TransferError::NotFound(version.name.clone())),
+        GetReply::Refused(why) => Err(TransferError::Refused(why)),
+    }
+}
+
+/// The partial file, as long as the whole file (groups land in any order), and whether an
+/// earlier get left bytes in it.
+fn open_partial(partial: &Path, size: u64) -> Result<(std::fs::File, bool), FilesError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(partial)
+        .map_err(local(partial))?;
+    let len = file.metadata().map_err(local(partial))?.len();
+    if len != size {
+        file.set_len(size).map_err(local(partial))?;
+    }
+    Ok((file, len > 0))
+}
+
+/// Which groups of the partial file already hold the right bytes (blocking).
+fn verified_groups(file: &std::fs::File, tree: &Outboard) -> Vec<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; GROUP_BYTES as usize];
+    (0..tree.groups())
+        .map(|g| {
+            let bytes = &mut buf[..group_len(g, tree.size()) as usize];
+            file.read_exact_at(bytes, g * GROUP_BYTES).is_ok() && tree.check_group(g, bytes)
+        })
+        .collect()
+}
+
+/// One holder's worker: batches until none is left; returns the groups it delivered. A bad
+/// group ends it at once (and the holder is told, so it re-checks its copy).
+async fn work(
+    access: &Access,
+    version: &FileMeta,
+    source: &PeerRef,
+    plan: &Mutex<Plan>,
+    file: &Arc<std::fs::File>,
+    tree: &Arc<Outboard>,
+    progress: Progress<'_>,
+) -> Result<u64, FilesError> {
+    let mut delivered = 0;
+    let mut failures = 0;
+    loop {
+        let batch = lock(plan).next();
+        let Some(&first) = batch.first() else {
+            return Ok(delivered);
+        };
+        let start = first * GROUP_BYTES;
+        let len: u64 = batch.iter().map(|g| group_len(*g, version.size)).sum();
+        let got = access
+            .transfer(source, |mut stream| {
+                let batch = batch.clone();
+                async move {
+                    let request = TransferRequest::Range {
+                        name: version.name.clone(),
+                        start,
+                        len,
+                    };
+                    write_frame(&mut stream, &request).await?;
+                    expect_sending(&mut stream, version).await?;
+                    let mut taken = 0u64;
+                    let mut buf = vec![0u8; GROUP_BYTES as usize];
+                    for g in batch {
+                        let bytes = &mut buf[..group_len(g, version.size) as usize];
+                        transfer::unstalled(async { Ok(stream.read_exact(bytes).await?) }).await?;
+                        if !tree.check_group(g, bytes) {
+                            return Err(transfer::TransferError::HashMismatch);
+                        }
+                        if deliver(plan, file, g, bytes, progress, version.size).await? {
+                            taken += 1;
+                        }
+                    }
+                    let _ = stream.close().await;
+                    Ok(taken)
+                }
+            })
+            .await;
+        lock(plan).give_back(&batch);
+        match got {
+            Ok((taken, _)) => delivered += taken,
+            Err(FilesError::Transfer(transfer::TransferError::HashMismatch)) => {
+                tracing::warn!(peer = %source.addr.peer_id, "sent a group of {} that does not match its hash", version.name);
+                let (access, node, key) = (access.clone(), source.clone(), version.key);
+                tokio::spawn(async move {
+                    let _ = access.file_request(&node, FileRequest::Check { key }).await;
+                });
+                return Err(FilesError::Transfer(transfer::TransferError::HashMismatch));
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::info!(peer = %source.addr.peer_id, "range of {} failed: {e}", version.name);
+                if failures >= MAX_FAILURES {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Writes a verified group into the partial file, unless another holder's copy of it got
+/// there first. Says whether this one was used.
+async fn deliver(
+    plan: &Mutex<Plan>,
+    file: &Arc<std::fs::File>,
+    g: u64,
+    bytes: &[u8],
+    progress: Progress<'_>,
+    size: u64,
+) -> Result<bool, transfer::TransferError> {
+    if lock(plan).done[g as usize] {
+        return Ok(false);
+    }
+    let (file, owned) = (file.clone(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&owned, g * GROUP_BYTES)
+    })
+    .await
+    .map_err(|e| transfer::TransferError::Io(std::io::Error::other(e)))??;
+    let bytes_done = {
+        let mut plan = lock(plan);
+        if plan.done[g as usize] {
+            return Ok(false);
+        }
+        plan.done[g as usize] = true;
+        plan.bytes_done += bytes.len() as u64;
+        plan.bytes_done
+    };
+    if let Some(p) = progress {
+        p(bytes_done, size);
+    }
+    Ok(true)
+}

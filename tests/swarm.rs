@@ -1,0 +1,125 @@
+//! Gets from every holder at once, checked group by group, and puts that travel along a
+//! chain of holders: real nodes in one process on 127.0.0.1 (the link lab measures rates).
+
+mod common;
+
+use std::time::Duration;
+
+use chord_p2p::chord::Id;
+use chord_p2p::client::Client;
+use chord_p2p::files::{HasFiles, Role};
+use chord_p2p::node::Node;
+use common::files::*;
+use common::*;
+
+const MIB: usize = 1 << 20;
+
+/// A client of the ring through `entry` (listens nowhere, holds nothing).
+async fn client_of(entry: &Node) -> (Client, chord_p2p::net::PeerRef) {
+    let client = Client::new(Duration::from_secs(5)).await.expect("client");
+    let peer = client
+        .connect(target_of(entry))
+        .await
+        .expect("entry answers");
+    (client, peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_from_all_holders_survives_a_bad_copy_and_a_dying_holder() {
+    // Repair rounds (and their scrub) far apart: a bad copy here is found by the get itself.
+    let mut cfg = config();
+    cfg.files.repair_interval = Duration::from_secs(60);
+    let nodes = ring_one_by_one(4, &cfg, 41).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = content(7, 24 * MIB + 12_345);
+    let path = write_file(dir.path(), "big.bin", &bytes);
+    // Three copies, made along a chain of holders.
+    let report = put_from(refs[0], &path, "big.bin").await.expect("put");
+    assert_eq!(report.replicas, 3, "copies made by the put");
+    let names = vec![("big.bin".to_string(), blake3_of(&bytes))];
+    wait_copies(&refs, &names, "three copies in place").await;
+
+    // A first get from all three holders; it leaves each answering holder's outboard
+    // computed (the owner's at least: it is asked first).
+    let (client, entry) = client_of(refs[3]).await;
+    let out = dir.path().join("first.bin");
+    let got = client
+        .get(&entry, "big.bin", &out, None)
+        .await
+        .expect("get");
+    assert_eq!(got.hash, blake3_of(&bytes));
+    assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
+
+    // Flip a byte in every MiB of the owner's copy: its outboard still names the right
+    // values, so whatever group it sends is caught as it arrives; the get still returns the
+    // right bytes, and the owner is told its copy is bad (and repair replaces it).
+    let key = Id::hash(b"big.bin");
+    let holders: Vec<&Node> = refs
+        .iter()
+        .copied()
+        .filter(|n| n.files().and_then(|f| f.store().get(&key)).is_some())
+        .collect();
+    assert_eq!(holders.len(), 3);
+    let owner = holders
+        .iter()
+        .copied()
+        .find(|n| n.files().and_then(|f| f.store().get(&key)).map(|m| m.role) == Some(Role::Owner))
+        .expect("an owner");
+    let data = owner.files().expect("files").store().data_path(&key);
+    let mut on_disk = std::fs::read(&data).expect("copy");
+    for at in (77..on_disk.len()).step_by(MIB) {
+        on_disk[at] ^= 0x40;
+    }
+    std::fs::write(&data, &on_disk).expect("corrupt");
+    let out = dir.path().join("copy.bin");
+    let got = client
+        .get(&entry, "big.bin", &out, None)
+        .await
+        .expect("get");
+    assert_eq!(got.hash, blake3_of(&bytes));
+    assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
+    // The bad copy is replaced by repair.
+    wait_copies(&refs, &names, "the bad copy repaired").await;
+
+    // A slow get, then a holder dies in the middle of it: the others finish it.
+    let mut slow = Client::new(Duration::from_secs(5)).await.expect("client");
+    slow.set_rate_limit(Some(4 * MIB as u64));
+    let entry = slow.connect(target_of(refs[3])).await.expect("entry");
+    let out = dir.path().join("second.bin");
+    let partial = chord_p2p::files::transfer::partial_path(&out);
+    let getting = {
+        let (out, entry) = (out.clone(), entry.clone());
+        tokio::spawn(async move { slow.get(&entry, "big.bin", &out, None).await })
+    };
+    wait_for(Duration::from_secs(30), "the slow get under way", || {
+        let partial = partial.clone();
+        async move {
+            match std::fs::metadata(&partial) {
+                Ok(_) => Ok(()),
+                Err(_) => Err("no partial file yet".to_string()),
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let victim = holders
+        .iter()
+        .position(|n| n.id() != refs[3].id())
+        .expect("a holder other than the entry");
+    let victim_id = holders[victim].id();
+    let mut nodes = nodes;
+    let at = nodes
+        .iter()
+        .position(|n| n.id() == victim_id)
+        .expect("victim");
+    nodes.remove(at).kill().await;
+    let got = tokio::time::timeout(Duration::from_secs(60), getting)
+        .await
+        .expect("the get ends")
+        .expect("task")
+        .expect("get");
+    assert_eq!(got.hash, blake3_of(&bytes));
+    assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
+}
