@@ -243,6 +243,19 @@ impl Client {
         ticket::for_name(&self.access(entry), name).await
     }
 
+    /// Writes bytes `first..=last` of `name` to `out`, checked, fetching about that much.
+    pub async fn get_range(
+        &self,
+        entry: &PeerRef,
+        name: &str,
+        first: u64,
+        last: u64,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<crate::files::range::RangeReport, ClientError> {
+        let access = self.access(entry);
+        Ok(crate::files::range::read_range(&access, name, first, last, out).await?)
+    }
+
     /// Deletes every copy of `name` (this client must be its uploader). Returns copies deleted.
     pub async fn remove(&self, entry: &PeerRef, name: &str) -> Result<u32, ClientError> {
         Ok(ops::remove(&self.access(entry), name).await?)

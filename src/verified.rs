@@ -450,6 +450,57 @@ pub fn verify_range(first: u64, bytes: &[u8], proof: &[Cv], size: u64, root: &[u
     verify_proof(first, &cvs, proof, size, root)
 }
 
+/// Pieces of a group: 16 KiB (2^4 chunks). A read of a byte range fetches whole pieces at its
+/// two ends instead of whole groups, checked against the piece CVs of those groups (which in
+/// turn merge to the groups' CVs in the outboard).
+pub const PIECE_LOG: u32 = 4;
+pub const PIECE_BYTES: u64 = CHUNK_BYTES << PIECE_LOG;
+
+/// The CVs of the pieces of group `index`, whose bytes are `bytes` (the whole group: 1 to
+/// [`GROUP_BYTES`] bytes); `None` for bytes no group can hold.
+pub fn piece_cvs(index: u64, bytes: &[u8]) -> Option<Vec<Cv>> {
+    if bytes.is_empty() || bytes.len() as u64 > GROUP_BYTES {
+        return None;
+    }
+    let base = index.checked_mul(GROUP_BYTES)?;
+    base.checked_add(GROUP_BYTES)?;
+    let cvs = bytes
+        .chunks(PIECE_BYTES as usize)
+        .enumerate()
+        .map(|(i, piece)| {
+            Hasher::new()
+                .set_input_offset(base + i as u64 * PIECE_BYTES)
+                .update(piece)
+                .finalize_non_root()
+        })
+        .collect();
+    Some(cvs)
+}
+
+/// The CV of piece `piece` of group `group` whose bytes are `bytes` (1 to [`PIECE_BYTES`]);
+/// `None` for bytes no piece can hold.
+pub fn piece_cv(group: u64, piece: u64, bytes: &[u8]) -> Option<Cv> {
+    if bytes.is_empty() || bytes.len() as u64 > PIECE_BYTES || piece >= GROUP_BYTES / PIECE_BYTES {
+        return None;
+    }
+    let offset = group
+        .checked_mul(GROUP_BYTES)?
+        .checked_add(piece * PIECE_BYTES)?;
+    Some(
+        Hasher::new()
+            .set_input_offset(offset)
+            .update(bytes)
+            .finalize_non_root(),
+    )
+}
+
+/// Whether `pieces` are the piece CVs of a group whose CV is `group` (of `len` bytes): the
+/// right count, merging (in BLAKE3's shape, as groups do into the root) to that CV.
+pub fn pieces_match(pieces: &[Cv], len: u64, group: &Cv) -> bool {
+    let count = len.div_ceil(PIECE_BYTES).max(1);
+    !pieces.is_empty() && pieces.len() as u64 == count && subtree_cv(pieces) == *group
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -857,6 +908,33 @@ mod tests {
             prop_assert_eq!(out.root(), hash(bytes));
             prop_assert!(verify_outboard(out.cvs(), size, &hash(bytes)));
             prop_assert_eq!(out.cvs().len() as u64, outboard_len(size));
+        }
+    }
+
+    #[test]
+    fn pieces_merge_to_their_group_and_catch_a_flipped_byte() {
+        let size = 2 * GROUP_BYTES + 5 * PIECE_BYTES + 100;
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        let mut hasher = GroupHasher::new();
+        hasher.update(&data);
+        let outboard = hasher.finish();
+        for g in 0..groups(size) {
+            let span = group_span(g, size).expect("group");
+            let bytes = &data[span.start as usize..span.end as usize];
+            let pieces = piece_cvs(g, bytes).expect("pieces");
+            let len = span.end - span.start;
+            assert!(
+                pieces_match(&pieces, len, &outboard.cvs()[g as usize]),
+                "group {g}"
+            );
+            for (i, piece) in bytes.chunks(PIECE_BYTES as usize).enumerate() {
+                assert_eq!(piece_cv(g, i as u64, piece), Some(pieces[i]));
+            }
+            let mut bad = bytes.to_vec();
+            let middle = bad.len() / 2;
+            bad[middle] ^= 1;
+            let bad_pieces = piece_cvs(g, &bad).expect("pieces");
+            assert!(!pieces_match(&bad_pieces, len, &outboard.cvs()[g as usize]));
         }
     }
 }

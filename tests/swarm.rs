@@ -123,3 +123,71 @@ async fn a_get_from_all_holders_survives_a_bad_copy_and_a_dying_holder() {
     assert_eq!(got.hash, blake3_of(&bytes));
     assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_read_fetches_about_the_range_and_checks_it() {
+    let nodes = settled_ring(3, 43).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = content(11, 48 * MIB + 999);
+    let small = content(12, 300_000);
+    let big_path = write_file(dir.path(), "big.bin", &big);
+    let small_path = write_file(dir.path(), "small.bin", &small);
+    put_from(refs[0], &big_path, "ranged.bin")
+        .await
+        .expect("put");
+    put_from(refs[1], &small_path, "small.bin")
+        .await
+        .expect("put");
+    let (client, entry) = client_of(refs[2]).await;
+
+    // 1 MiB starting mid-group, in the middle of the file: about 1 MiB moves.
+    let first = 24 * MIB as u64 + 123_457;
+    let last = first + MIB as u64 - 1;
+    let mut out = Vec::new();
+    let report = client
+        .get_range(&entry, "ranged.bin", first, last, &mut out)
+        .await
+        .expect("range");
+    assert!(out == big[first as usize..=last as usize], "wrong bytes");
+    assert!(
+        report.fetched <= MIB as u64 * 12 / 10,
+        "{} bytes moved for 1 MiB",
+        report.fetched
+    );
+    // The last byte alone, and a small file's middle.
+    let mut out = Vec::new();
+    let end = big.len() as u64 - 1;
+    client
+        .get_range(&entry, "ranged.bin", end, end, &mut out)
+        .await
+        .expect("last byte");
+    assert_eq!(out, vec![big[end as usize]]);
+    let mut out = Vec::new();
+    client
+        .get_range(&entry, "small.bin", 1000, 1999, &mut out)
+        .await
+        .expect("small range");
+    assert!(out == small[1000..2000]);
+    // Past the end: refused.
+    let mut out = Vec::new();
+    let past = client
+        .get_range(&entry, "small.bin", 299_999, 300_000, &mut out)
+        .await;
+    assert!(past.is_err() && out.is_empty());
+
+    // The CLI writes a range to stdout with `-o -`.
+    let peer = entry.addr.addrs[0].to_string();
+    let cli = common::procs::oneshot(&[
+        "get",
+        "ranged.bin",
+        "--range",
+        "1000-1999",
+        "-o",
+        "-",
+        "--peer",
+        &peer,
+    ]);
+    assert!(cli.status.success(), "{cli:?}");
+    assert!(cli.stdout == big[1000..2000], "stdout is the range");
+}

@@ -230,6 +230,10 @@ pub enum Command {
         /// (only the files that are missing or differ are fetched).
         #[arg(long)]
         force: bool,
+        /// Only bytes START to END (inclusive, as in HTTP ranges), fetching about that much;
+        /// with `-o -` they go to stdout.
+        #[arg(long, value_name = "START-END", value_parser = parse_byte_range)]
+        range: Option<(u64, u64)>,
         #[command(flatten)]
         rate: RateArgs,
         #[command(flatten)]
@@ -312,6 +316,18 @@ pub struct RateArgs {
     /// (powers of 1024), e.g. 500K or 4M.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub limit_rate: Option<u64>,
+}
+
+/// `START-END`: bytes START to END, both included (as HTTP's `Range: bytes=START-END`).
+fn parse_byte_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("'{text}' is not a byte range (e.g. 1000-1999: bytes 1000 to 1999)");
+    let (start, end) = text.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end: u64 = end.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(format!("'{text}': the range ends before it starts"));
+    }
+    Ok((start, end))
 }
 
 /// `4M`, `512K`, `1G`, `1000`, also with a trailing `B`, `iB` or `/s`.

@@ -18,7 +18,7 @@ use args::{Cli, Command};
 use ask::Ask;
 pub(crate) use local::{default_name, output_path};
 use node::run_node;
-use oneshot::{get, lookup, ls, ls_ring, put, rm, status};
+use oneshot::{get, get_range, lookup, ls, ls_ring, put, rm, status};
 pub(crate) use progress::with_progress;
 
 /// Prints one line on stdout. A closed stdout (`| head`) is not an error worth a panic.
@@ -53,9 +53,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             name,
             output,
             force,
+            range: Some((first, last)),
+            client,
+            wait,
+            ..
+        }) => {
+            let ask = Ask::new(&client).wait(wait);
+            get_range(&name, (first, last), output, force, &ask, json).await
+        }
+        Some(Command::Get {
+            name,
+            output,
+            force,
             rate,
             client,
             wait,
+            range: None,
         }) => {
             get(
                 &name,

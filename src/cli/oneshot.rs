@@ -89,6 +89,59 @@ pub(super) async fn put_folder(
     Ok(())
 }
 
+/// `get NAME --range START-END`: those bytes only, to a file or (`-o -`) to stdout.
+pub(super) async fn get_range(
+    name: &str,
+    (first, last): (u64, u64),
+    output: Option<PathBuf>,
+    force: bool,
+    args: &Ask<'_>,
+    json: bool,
+) -> Result<()> {
+    let ticket = if Ticket::is_ticket(name) {
+        Some(Ticket::decode(name).map_err(|e| usage(e.to_string()))?)
+    } else {
+        None
+    };
+    let name = ticket.as_ref().map_or(name, |t| t.name.as_str());
+    let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
+    let path = match to_stdout {
+        true => None,
+        false => Some(output_path(name, output, force)?),
+    };
+    let (client, entry) = connect_for(args, ticket.as_ref()).await?;
+    let report = match &path {
+        None => {
+            let mut stdout = std::io::stdout();
+            let read = client
+                .get_range(&entry, name, first, last, &mut stdout)
+                .await;
+            let _ = std::io::Write::flush(&mut stdout);
+            read
+        }
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
+            let written = client.get_range(&entry, name, first, last, &mut file).await;
+            if written.is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+            written
+        }
+    };
+    client.close().await;
+    let report = report?;
+    // The bytes themselves went to stdout: no result line among them.
+    if let Some(path) = path {
+        emit(if json {
+            output::range_json(&report, &path).to_string()
+        } else {
+            output::range_text(&report, &path)
+        });
+    }
+    Ok(())
+}
+
 pub(super) async fn get(
     name: &str,
     output: Option<PathBuf>,

@@ -422,3 +422,30 @@ pub fn folder_get_text(r: &chord_p2p::files::FolderGetReport) -> String {
         r.path.display()
     )
 }
+
+/// A range read: `{"name", "first", "last", "bytes", "fetched", "hash", "path", "from"}`.
+pub fn range_json(r: &chord_p2p::files::range::RangeReport, path: &std::path::Path) -> Value {
+    json!({
+        "name": r.name,
+        "first": r.first,
+        "last": r.last,
+        "bytes": r.last - r.first + 1,
+        "fetched": r.fetched,
+        "hash": hash_hex(&r.version.hash),
+        "path": path.display().to_string(),
+        "from": node_json(&r.from),
+    })
+}
+
+pub fn range_text(r: &chord_p2p::files::range::RangeReport, path: &std::path::Path) -> String {
+    format!(
+        "got bytes {}-{} of {} ({}, verified; {} fetched) from {} into {}",
+        r.first,
+        r.last,
+        r.name,
+        size_text(r.last - r.first + 1),
+        size_text(r.fetched),
+        r.from.addr.peer_id,
+        path.display()
+    )
+}

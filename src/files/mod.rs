@@ -14,6 +14,7 @@ mod member;
 pub mod names;
 pub mod ops;
 mod outboard;
+pub mod range;
 mod repair;
 mod scrub;
 mod server;

@@ -33,6 +33,28 @@ impl Files {
     }
 }
 
+impl Files {
+    /// The piece values of group `group` of the held copy `meta`, from its bytes.
+    pub(super) async fn pieces(&self, meta: &FileMeta, group: u64) -> std::io::Result<Vec<u8>> {
+        let Some(span) = verified::group_span(group, meta.size).filter(|s| s.end > s.start) else {
+            return Err(std::io::Error::other(format!(
+                "no group {group} in this file"
+            )));
+        };
+        let data = self.inner.store.data_path(&meta.key);
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut bytes = vec![0u8; (span.end - span.start) as usize];
+            std::fs::File::open(&data)?.read_exact_at(&mut bytes, span.start)?;
+            let cvs = verified::piece_cvs(group, &bytes)
+                .ok_or_else(|| std::io::Error::other("not a group"))?;
+            Ok(verified::encode_outboard(&cvs))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
 /// The kept tree if it is this version's, else one computed from the data and kept (`None`
 /// when the data does not hash to `hash`). Blocking.
 fn load_or_compute(

@@ -70,7 +70,10 @@ impl Files {
             TransferRequest::Range { name, start, len } => {
                 self.serve_get(&mut stream, &name, start, Some(len)).await
             }
-            TransferRequest::Tree { name } => self.serve_tree(&mut stream, &name).await,
+            TransferRequest::Tree { name } => self.serve_tree(&mut stream, &name, None).await,
+            TransferRequest::Pieces { name, group } => {
+                self.serve_tree(&mut stream, &name, Some(group)).await
+            }
             put @ TransferRequest::Put { .. } => {
                 let answer = self.receive_put(peer, &mut stream, put).await;
                 let reply = match answer {
@@ -129,8 +132,14 @@ impl Files {
         Ok(())
     }
 
-    /// Sends the outboard of `name` (computed once and kept beside the file).
-    async fn serve_tree(&self, stream: &mut Stream, name: &str) -> Result<(), TransferError> {
+    /// Sends the outboard of `name` (computed once and kept beside the file), or with `group`
+    /// the piece values of that group (computed from its bytes).
+    async fn serve_tree(
+        &self,
+        stream: &mut Stream,
+        name: &str,
+        group: Option<u64>,
+    ) -> Result<(), TransferError> {
         let key = Id::hash(name.as_bytes());
         let held = match self.inner.store.try_get(&key) {
             Ok(held) => held.filter(|_| !self.is_corrupt(&key)),
@@ -142,7 +151,11 @@ impl Files {
         let Some(meta) = held else {
             return write_frame(stream, &GetReply::NotFound).await;
         };
-        let outboard = match self.outboard(&meta).await {
+        let outboard = match group {
+            Some(group) => self.pieces(&meta, group).await,
+            None => self.outboard(&meta).await,
+        };
+        let outboard = match outboard {
             Ok(outboard) => outboard,
             Err(e) => {
                 let why = format!("the stored copy cannot be read now: {e}");

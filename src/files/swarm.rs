@@ -209,7 +209,7 @@ pub(crate) async fn fetch_tree(
 }
 
 /// Reads the holder's first answer: it must name exactly the chosen version.
-async fn expect_sending<S>(
+pub(super) async fn expect_sending<S>(
     stream: &mut S,
     version: &FileMeta,
 ) -> Result<(), transfer::TransferError>

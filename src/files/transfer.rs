@@ -9,6 +9,7 @@
 //! Get:  → Get{name, offset}   ← Sending{meta} | NotFound | Refused   ← bytes from offset to end
 //! Range: → Range{name, start, len}   ← Sending{meta} | …   ← `len` bytes from `start`
 //! Tree: → Tree{name}   ← Sending{meta} | …   ← the outboard: 32 bytes per 1 MiB group
+//! Pieces: → Pieces{name, group}   ← Sending{meta} | …   ← 32 bytes per 16 KiB piece of it
 //!
 //! A getter with several holders fetches the tree once (checked against the signed hash),
 //! then disjoint ranges from every holder at once, each 1 MiB group checked as it arrives
@@ -75,6 +76,8 @@ pub enum TransferRequest {
     Range { name: String, start: u64, len: u64 },
     /// Send the file's outboard: the BLAKE3 chaining value of each 1 MiB group, in order.
     Tree { name: String },
+    /// Send the chaining values of the 16 KiB pieces of one group (the ends of a range read).
+    Pieces { name: String, group: u64 },
 }
 
 impl TransferRequest {
