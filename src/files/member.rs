@@ -48,8 +48,8 @@ pub(super) struct Inner {
     pub(super) stones_handed: Mutex<BTreeSet<Id>>,
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
-    /// Inbound transfers under way, by peer and kind (bounded by the config's limits).
-    pub(super) serving: Mutex<HashMap<(PeerId, Kind), usize>>,
+    /// Inbound transfers under way (bounded by the config's limits).
+    pub(super) serving: Mutex<super::slots::Serving>,
 }
 
 /// Inbound transfers are counted by kind: a flood of uploads (and the forwards an owner makes
@@ -130,7 +130,7 @@ impl Files {
                 corrupt: Mutex::new(BTreeSet::new()),
                 stones_handed: Mutex::new(BTreeSet::new()),
                 _scratch: scratch,
-                serving: Mutex::new(HashMap::new()),
+                serving: Mutex::default(),
             }),
         })
     }

@@ -18,6 +18,7 @@ pub mod range;
 mod repair;
 mod scrub;
 mod server;
+mod slots;
 pub mod store;
 mod swarm;
 pub mod throttle;

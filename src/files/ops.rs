@@ -85,7 +85,7 @@ pub async fn upload(
             files.store_upload(path, header, progress).await?,
             Via::Local,
         ),
-        _ => access.put_to(&owner, path, &header, progress).await?,
+        _ => put_when_not_busy(access, &owner, path, &header, progress).await?,
     };
     Ok(PutReport {
         name: name.into(),
@@ -119,6 +119,38 @@ pub struct Chosen {
     /// The version, its signature checked and its name the one asked for.
     pub version: FileMeta,
     pub sources: Vec<PeerRef>,
+}
+
+/// Pauses before each new try of a put that its owner refused as busy: it cuts transfers
+/// that crawl to make room (see `files::slots`), so a moment later there is room.
+const BUSY_PAUSES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(1500),
+    std::time::Duration::from_secs(3),
+    std::time::Duration::from_secs(6),
+];
+
+/// An upload to the key's owner, tried again a few times while the owner says it is busy
+/// (there is no other place for it).
+async fn put_when_not_busy(
+    access: &Access,
+    owner: &PeerRef,
+    path: &Path,
+    header: &TransferRequest,
+    progress: Progress<'_>,
+) -> Result<((u32, Hash), Via), FilesError> {
+    let mut pauses = BUSY_PAUSES.iter();
+    loop {
+        match access.put_to(owner, path, header, progress).await {
+            Err(FilesError::Transfer(TransferError::Refused(why))) if why.starts_with("busy") => {
+                let Some(pause) = pauses.next() else {
+                    return Err(TransferError::Refused(why).into());
+                };
+                tracing::info!("the owner is busy; trying again in {pause:?}");
+                tokio::time::sleep(*pause).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The first half of a get: asks every holder of `name` which version it holds and chooses

@@ -5,9 +5,11 @@
 use futures::StreamExt;
 use libp2p::{PeerId, Stream};
 
-use super::member::{locked, now, unreadable, Files, Kind};
+use super::member::{now, unreadable, Files, Kind};
 use super::names::check_name;
+use super::slots::IDLE;
 use super::store::{Hash, Role, StoreError};
+use super::transfer::Progress;
 use super::transfer::{
     read_frame, receive_bytes, send_bytes, unstalled, write_frame, GetReply, PutReply, Receiving,
     Trailer, TransferError, TransferRequest,
@@ -54,7 +56,7 @@ impl Files {
             TransferRequest::Put { .. } => Kind::Put,
             _ => Kind::Get,
         };
-        let Some(_slot) = self.transfer_slot(peer, kind, neighbour) else {
+        let Some(slot) = self.transfer_slot(peer, kind, neighbour).await else {
             let why = "busy: too many transfers under way here; try again or another holder";
             return match request {
                 TransferRequest::Put { .. } => {
@@ -63,24 +65,37 @@ impl Files {
                 _ => write_frame(&mut stream, &GetReply::Refused(why.into())).await,
             };
         };
-        match request {
-            TransferRequest::Get { name, offset } => {
-                self.serve_get(&mut stream, &name, offset, None).await
+        let moved = slot.moved();
+        let moved: Progress<'_> = Some(&moved);
+        let work = async {
+            match request {
+                TransferRequest::Get { name, offset } => {
+                    self.serve_get(&mut stream, &name, offset, None, moved)
+                        .await
+                }
+                TransferRequest::Range { name, start, len } => {
+                    self.serve_get(&mut stream, &name, start, Some(len), moved)
+                        .await
+                }
+                TransferRequest::Tree { name } => self.serve_tree(&mut stream, &name, None).await,
+                TransferRequest::Pieces { name, group } => {
+                    self.serve_tree(&mut stream, &name, Some(group)).await
+                }
+                put @ TransferRequest::Put { .. } => {
+                    let answer = self.receive_put(peer, &mut stream, put, moved).await;
+                    let reply = match answer {
+                        Ok(reply) => reply,
+                        Err(e) => PutReply::Failed(e.to_string()),
+                    };
+                    write_frame(&mut stream, &reply).await
+                }
             }
-            TransferRequest::Range { name, start, len } => {
-                self.serve_get(&mut stream, &name, start, Some(len)).await
-            }
-            TransferRequest::Tree { name } => self.serve_tree(&mut stream, &name, None).await,
-            TransferRequest::Pieces { name, group } => {
-                self.serve_tree(&mut stream, &name, Some(group)).await
-            }
-            put @ TransferRequest::Put { .. } => {
-                let answer = self.receive_put(peer, &mut stream, put).await;
-                let reply = match answer {
-                    Ok(reply) => reply,
-                    Err(e) => PutReply::Failed(e.to_string()),
-                };
-                write_frame(&mut stream, &reply).await
+        };
+        tokio::select! {
+            done = work => done,
+            _ = slot.cut.notified() => {
+                tracing::info!(%peer, "cut a transfer that moved nothing for {:?}, to make room", IDLE);
+                Err(TransferError::Stalled(IDLE))
             }
         }
     }
@@ -92,6 +107,7 @@ impl Files {
         name: &str,
         offset: u64,
         len: Option<u64>,
+        moved: Progress<'_>,
     ) -> Result<(), TransferError> {
         let key = Id::hash(name.as_bytes());
         let held = match self.inner.store.try_get(&key) {
@@ -127,7 +143,7 @@ impl Files {
         write_frame(stream, &GetReply::Sending { meta: meta.clone() }).await?;
         // No hashing here: the receiver verifies, and tells this node (Check) when it finds a
         // bad copy, so the hot path costs one hash, not two.
-        send_bytes(file, &path, stream, len, None, None).await?;
+        send_bytes(file, &path, stream, len, None, moved).await?;
         futures::AsyncWriteExt::close(stream).await?;
         Ok(())
     }
@@ -176,6 +192,7 @@ impl Files {
         peer: PeerId,
         stream: &mut Stream,
         header: TransferRequest,
+        moved: Progress<'_>,
     ) -> Result<PutReply, TransferError> {
         // A header that names its hash carries the signature of that version (a copy of a
         // stored file); one without (an upload, or its forward) is checked at the end.
@@ -293,7 +310,7 @@ impl Files {
             hasher: blake3::Hasher::new(),
             forward: &mut forward,
         };
-        let hasher = receive_bytes(stream, into, size, None, 0).await?.hasher;
+        let hasher = receive_bytes(stream, into, size, moved, 0).await?.hasher;
         let trailer: Trailer = unstalled(read_frame(stream)).await?;
         let computed: Hash = *hasher.finalize().as_bytes();
         if computed != trailer.hash || hash.is_some_and(|h| h != computed) {
@@ -443,47 +460,6 @@ impl Files {
 /// Holders one forwarded upload passes through at most (the longest chain asked for is
 /// R - 1 with R ≤ 16): a stranger cannot make the chain go round the ring.
 const MAX_CHAIN: u32 = 16;
-
-/// One inbound transfer's place among the node's limits; freed when dropped.
-struct TransferSlot<'a> {
-    files: &'a Files,
-    at: (PeerId, Kind),
-}
-
-impl Drop for TransferSlot<'_> {
-    fn drop(&mut self) {
-        let mut serving = locked(&self.files.inner.serving);
-        if let Some(n) = serving.get_mut(&self.at) {
-            *n -= 1;
-            if *n == 0 {
-                serving.remove(&self.at);
-            }
-        }
-    }
-}
-
-impl Files {
-    /// A place for one more inbound transfer from `peer`, if the limits allow it. The
-    /// node's own neighbours (predecessor, successors) are held to the per-peer limit only, so
-    /// strangers filling the total never keep the ring from moving its copies.
-    fn transfer_slot(&self, peer: PeerId, kind: Kind, neighbour: bool) -> Option<TransferSlot<'_>> {
-        let config = &self.inner.config;
-        let mut serving = locked(&self.inner.serving);
-        let total: usize = serving
-            .iter()
-            .filter(|((_, k), _)| *k == kind)
-            .map(|(_, n)| n)
-            .sum();
-        let at = (peer, kind);
-        let from_peer = serving.get(&at).copied().unwrap_or(0);
-        let full = total >= config.max_transfers && !neighbour;
-        if full || from_peer >= config.max_transfers_per_peer {
-            return None;
-        }
-        *serving.entry(at).or_insert(0) += 1;
-        Some(TransferSlot { files: self, at })
-    }
-}
 
 pub(super) fn store_error(e: StoreError) -> TransferError {
     TransferError::Protocol(e.to_string())

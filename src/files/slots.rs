@@ -1,0 +1,171 @@
+//! Inbound transfers among the node's limits (`--max-transfers`, `--max-transfers-per-peer`,
+//! counted apart for gets and puts). When the total is reached, the transfer that has moved
+//! nothing for longest — no 256 KiB chunk for [`IDLE`], below about 85 KiB/s, far below any
+//! real link — gives its place to the newcomer: peers that open transfers and then crawl
+//! cannot keep everyone else out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tokio::sync::Notify;
+
+use super::member::{locked, Files, Kind};
+
+/// A transfer that completed no chunk for this long may be cut to make room.
+pub const IDLE: Duration = Duration::from_secs(3);
+/// How long a newcomer waits for the place of a transfer it had cut.
+const HANDOVER: Duration = Duration::from_secs(2);
+
+/// The transfers under way.
+#[derive(Default)]
+pub(super) struct Serving {
+    by_peer: HashMap<(PeerId, Kind), usize>,
+    active: BTreeMap<u64, Active>,
+    next_id: u64,
+}
+
+struct Active {
+    kind: Kind,
+    started: Instant,
+    /// Milliseconds after `started` when the transfer last completed a chunk.
+    moved_at: Arc<AtomicU64>,
+    cut: Arc<Notify>,
+}
+
+/// One inbound transfer's place among the node's limits; freed when dropped. The transfer
+/// reports progress with [`TransferSlot::moved`] and stops when [`TransferSlot::cut`] fires.
+pub(super) struct TransferSlot<'a> {
+    files: &'a Files,
+    at: (PeerId, Kind),
+    id: u64,
+    started: Instant,
+    moved_at: Arc<AtomicU64>,
+    pub cut: Arc<Notify>,
+}
+
+impl TransferSlot<'_> {
+    /// A progress callback for the transfer's byte loop: each call marks it as moving.
+    pub fn moved(&self) -> impl Fn(u64, u64) + Send + Sync + 'static {
+        let (started, moved_at) = (self.started, self.moved_at.clone());
+        move |_, _| moved_at.store(started.elapsed().as_millis() as u64, Ordering::Relaxed)
+    }
+}
+
+impl Drop for TransferSlot<'_> {
+    fn drop(&mut self) {
+        let mut serving = locked(&self.files.inner.serving);
+        serving.active.remove(&self.id);
+        if let Some(n) = serving.by_peer.get_mut(&self.at) {
+            *n -= 1;
+            if *n == 0 {
+                serving.by_peer.remove(&self.at);
+            }
+        }
+    }
+}
+
+/// Why no place was given at once.
+enum Full {
+    /// This peer has its share.
+    Peer,
+    /// The node has its total.
+    Total,
+}
+
+impl Files {
+    /// A place for one more inbound transfer from `peer`, if the limits allow it, making room
+    /// by cutting a crawling transfer when only the total is reached. The node's own
+    /// neighbours (predecessor, successors) are held to the per-peer limit only, so strangers
+    /// filling the total never keep the ring from moving its copies.
+    pub(super) async fn transfer_slot(
+        &self,
+        peer: PeerId,
+        kind: Kind,
+        neighbour: bool,
+    ) -> Option<TransferSlot<'_>> {
+        match self.try_slot(peer, kind, neighbour) {
+            Ok(slot) => return Some(slot),
+            Err(Full::Peer) => return None,
+            Err(Full::Total) => {}
+        }
+        if !self.cut_idlest(kind) {
+            return None;
+        }
+        let deadline = Instant::now() + HANDOVER;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Ok(slot) = self.try_slot(peer, kind, neighbour) {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    fn try_slot(
+        &self,
+        peer: PeerId,
+        kind: Kind,
+        neighbour: bool,
+    ) -> Result<TransferSlot<'_>, Full> {
+        let config = &self.inner.config;
+        let mut serving = locked(&self.inner.serving);
+        let total: usize = serving
+            .by_peer
+            .iter()
+            .filter(|((_, k), _)| *k == kind)
+            .map(|(_, n)| n)
+            .sum();
+        let at = (peer, kind);
+        if serving.by_peer.get(&at).copied().unwrap_or(0) >= config.max_transfers_per_peer {
+            return Err(Full::Peer);
+        }
+        if total >= config.max_transfers && !neighbour {
+            return Err(Full::Total);
+        }
+        *serving.by_peer.entry(at).or_insert(0) += 1;
+        let id = serving.next_id;
+        serving.next_id += 1;
+        let (started, moved_at, cut) = (Instant::now(), Arc::default(), Arc::new(Notify::new()));
+        serving.active.insert(
+            id,
+            Active {
+                kind,
+                started,
+                moved_at: Arc::clone(&moved_at),
+                cut: Arc::clone(&cut),
+            },
+        );
+        Ok(TransferSlot {
+            files: self,
+            at,
+            id,
+            started,
+            moved_at,
+            cut,
+        })
+    }
+
+    /// Cuts the transfer of `kind` idle for longest, if one has been idle for [`IDLE`].
+    fn cut_idlest(&self, kind: Kind) -> bool {
+        let serving = locked(&self.inner.serving);
+        let idle = |a: &Active| {
+            let moved = Duration::from_millis(a.moved_at.load(Ordering::Relaxed));
+            a.started.elapsed().saturating_sub(moved)
+        };
+        let idlest = serving
+            .active
+            .values()
+            .filter(|a| a.kind == kind && idle(a) >= IDLE)
+            .max_by_key(|a| idle(a));
+        match idlest {
+            Some(active) => {
+                active.cut.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
