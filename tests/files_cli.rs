@@ -338,14 +338,19 @@ fn interrupted_transfers_leave_nothing_half_done_and_gets_resume() {
     // An interrupted get leaves only a hidden partial file, and the next get resumes it.
     let out = dir.path().join("movie.out");
     let partial = dir.path().join(".movie.out.chord-part");
+    // Groups land in any order (from every holder at once): what is kept is what is filled.
     let download = slow_get("movie.mkv", &addrs[2], &out, &[]);
-    wait_bytes("partial download", 8 * MIB, || len_of(&partial));
+    wait_bytes("partial download", 8 * MIB, || filled(&partial));
     download.kill9();
-    let kept = len_of(&partial);
+    let kept = filled(&partial);
     assert!(!out.exists(), "an incomplete download became visible");
     let v = get("movie.mkv", &addrs[0], &out);
     let resumed = v["resumed_from"].as_u64().expect("resumed_from");
-    assert!(resumed >= kept, "resumed at {resumed}, had {kept}");
+    // A group being written when the client died is fetched again.
+    assert!(
+        resumed > 0 && resumed + 4 * MIB >= kept,
+        "resumed at {resumed}, had {kept}"
+    );
     assert_eq!(hash_of(&out), hash);
     assert!(!partial.exists());
 
@@ -421,9 +426,8 @@ fn a_get_whose_source_is_killed_resumes_from_a_replica() {
     let out = dir.path().join("big.out");
     let partial = dir.path().join(".big.out.chord-part");
     let download = slow_get("big.iso", &entry, &out, &["--json"]);
-    wait_bytes("download under way", 4 * MIB, || len_of(&partial));
+    wait_bytes("download under way", 4 * MIB, || filled(&partial));
     procs[at].take().expect("running").kill9();
-    let kept = len_of(&partial);
     let (result, _) = download.finish(Duration::from_secs(120));
     assert!(
         result.status.success(),
@@ -436,8 +440,19 @@ fn a_get_whose_source_is_killed_resumes_from_a_replica() {
         Some(owner),
         "the dead owner served it: {v}"
     );
-    let resumed = v["resumed_from"].as_u64().expect("resumed_from");
-    assert!(resumed >= kept, "resumed at {resumed}, had {kept}");
+    // The other holders took over the dead one's groups within the same get.
     assert_eq!(hash_of(&out), hash);
     assert!(!partial.exists());
+}
+
+/// Bytes of the partial file in 1 MiB groups that hold data (the file is as long as the
+/// whole download from the start; groups arrive in any order).
+fn filled(partial: &Path) -> u64 {
+    let Ok(bytes) = std::fs::read(partial) else {
+        return 0;
+    };
+    let groups = bytes
+        .chunks(MIB as usize)
+        .filter(|g| g.iter().any(|b| *b != 0));
+    groups.map(|g| g.len() as u64).sum()
 }

@@ -12,6 +12,7 @@ use libp2p::PeerId;
 use tokio::sync::Notify;
 
 use super::error::FilesError;
+use super::slots::Serving;
 use super::store::{Store, StoreError};
 use super::transfer::TRANSFER_PROTOCOL;
 use super::FilesConfig;
@@ -49,15 +50,7 @@ pub(super) struct Inner {
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
     /// Inbound transfers under way (bounded by the config's limits).
-    pub(super) serving: Mutex<super::slots::Serving>,
-}
-
-/// Inbound transfers are counted by kind: a flood of uploads (and the forwards an owner makes
-/// of them) never keeps a node from serving gets, nor the other way round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Kind {
-    Get,
-    Put,
+    pub(super) serving: Mutex<Serving>,
 }
 
 /// A poisoned lock still holds consistent data here (single inserts and removes).

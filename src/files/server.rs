@@ -5,9 +5,10 @@
 use futures::StreamExt;
 use libp2p::{PeerId, Stream};
 
-use super::member::{now, unreadable, Files, Kind};
+use super::member::{now, unreadable, Files};
 use super::names::check_name;
 use super::slots::IDLE;
+use super::slots::{Kind, Limits, Serving};
 use super::store::{Hash, Role, StoreError};
 use super::transfer::Progress;
 use super::transfer::{
@@ -56,7 +57,13 @@ impl Files {
             TransferRequest::Put { .. } => Kind::Put,
             _ => Kind::Get,
         };
-        let Some(slot) = self.transfer_slot(peer, kind, neighbour).await else {
+        let config = &self.inner.config;
+        let limits = Limits {
+            total: config.max_transfers,
+            per_peer: config.max_transfers_per_peer,
+        };
+        let slot = Serving::slot(&self.inner.serving, limits, peer, kind, neighbour).await;
+        let Some(slot) = slot else {
             let why = "busy: too many transfers under way here; try again or another holder";
             return match request {
                 TransferRequest::Put { .. } => {

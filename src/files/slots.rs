@@ -6,13 +6,31 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::sync::Notify;
 
-use super::member::{locked, Files, Kind};
+/// Inbound transfers are counted by kind: a flood of uploads (and the forwards an owner makes
+/// of them) never keeps a node from serving gets, nor the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Get,
+    Put,
+}
+
+/// How many transfers a node serves at once.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub total: usize,
+    pub per_peer: usize,
+}
+
+/// A poisoned lock still holds consistent data here (single inserts and removes).
+fn locked(m: &Mutex<Serving>) -> std::sync::MutexGuard<'_, Serving> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A transfer that completed no chunk for this long may be cut to make room.
 pub const IDLE: Duration = Duration::from_secs(3);
@@ -38,7 +56,7 @@ struct Active {
 /// One inbound transfer's place among the node's limits; freed when dropped. The transfer
 /// reports progress with [`TransferSlot::moved`] and stops when [`TransferSlot::cut`] fires.
 pub(super) struct TransferSlot<'a> {
-    files: &'a Files,
+    serving: &'a Mutex<Serving>,
     at: (PeerId, Kind),
     id: u64,
     started: Instant,
@@ -56,7 +74,7 @@ impl TransferSlot<'_> {
 
 impl Drop for TransferSlot<'_> {
     fn drop(&mut self) {
-        let mut serving = locked(&self.files.inner.serving);
+        let mut serving = locked(self.serving);
         serving.active.remove(&self.id);
         if let Some(n) = serving.by_peer.get_mut(&self.at) {
             *n -= 1;
@@ -75,29 +93,30 @@ enum Full {
     Total,
 }
 
-impl Files {
+impl Serving {
     /// A place for one more inbound transfer from `peer`, if the limits allow it, making room
     /// by cutting a crawling transfer when only the total is reached. The node's own
     /// neighbours (predecessor, successors) are held to the per-peer limit only, so strangers
     /// filling the total never keep the ring from moving its copies.
-    pub(super) async fn transfer_slot(
-        &self,
+    pub(super) async fn slot(
+        this: &Mutex<Serving>,
+        limits: Limits,
         peer: PeerId,
         kind: Kind,
         neighbour: bool,
     ) -> Option<TransferSlot<'_>> {
-        match self.try_slot(peer, kind, neighbour) {
+        match Serving::try_slot(this, limits, peer, kind, neighbour) {
             Ok(slot) => return Some(slot),
             Err(Full::Peer) => return None,
             Err(Full::Total) => {}
         }
-        if !self.cut_idlest(kind) {
+        if !locked(this).cut_idlest(kind) {
             return None;
         }
         let deadline = Instant::now() + HANDOVER;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Ok(slot) = self.try_slot(peer, kind, neighbour) {
+            if let Ok(slot) = Serving::try_slot(this, limits, peer, kind, neighbour) {
                 return Some(slot);
             }
         }
@@ -105,13 +124,13 @@ impl Files {
     }
 
     fn try_slot(
-        &self,
+        this: &Mutex<Serving>,
+        limits: Limits,
         peer: PeerId,
         kind: Kind,
         neighbour: bool,
     ) -> Result<TransferSlot<'_>, Full> {
-        let config = &self.inner.config;
-        let mut serving = locked(&self.inner.serving);
+        let mut serving = locked(this);
         let total: usize = serving
             .by_peer
             .iter()
@@ -119,10 +138,10 @@ impl Files {
             .map(|(_, n)| n)
             .sum();
         let at = (peer, kind);
-        if serving.by_peer.get(&at).copied().unwrap_or(0) >= config.max_transfers_per_peer {
+        if serving.by_peer.get(&at).copied().unwrap_or(0) >= limits.per_peer {
             return Err(Full::Peer);
         }
-        if total >= config.max_transfers && !neighbour {
+        if total >= limits.total && !neighbour {
             return Err(Full::Total);
         }
         *serving.by_peer.entry(at).or_insert(0) += 1;
@@ -139,7 +158,7 @@ impl Files {
             },
         );
         Ok(TransferSlot {
-            files: self,
+            serving: this,
             at,
             id,
             started,
@@ -150,12 +169,11 @@ impl Files {
 
     /// Cuts the transfer of `kind` idle for longest, if one has been idle for [`IDLE`].
     fn cut_idlest(&self, kind: Kind) -> bool {
-        let serving = locked(&self.inner.serving);
         let idle = |a: &Active| {
             let moved = Duration::from_millis(a.moved_at.load(Ordering::Relaxed));
             a.started.elapsed().saturating_sub(moved)
         };
-        let idlest = serving
+        let idlest = self
             .active
             .values()
             .filter(|a| a.kind == kind && idle(a) >= IDLE)

@@ -135,6 +135,19 @@ pub(crate) async fn fetch(
         }
     });
     let results = futures::future::join_all(workers).await;
+    let shares: Vec<String> = results
+        .iter()
+        .map(|(i, r)| match r {
+            Ok(n) => format!("{}: {n}", sources[*i].addr.peer_id),
+            Err(e) => format!("{}: stopped ({e})", sources[*i].addr.peer_id),
+        })
+        .collect();
+    tracing::info!(
+        "{} from {} holders at once, groups each: {}",
+        version.name,
+        sources.len(),
+        shares.join(", ")
+    );
     let finished = lock(&plan).all_done();
     if !finished {
         let why = results
@@ -270,6 +283,9 @@ async fn work(
 ) -> Result<u64, FilesError> {
     let mut delivered = 0;
     let mut failures = 0;
+    // One group's buffer for the whole get, passed to the disk thread and back: no
+    // allocation per group.
+    let spare: Mutex<Option<Vec<u8>>> = Mutex::new(None);
     loop {
         let batch = lock(plan).next();
         let Some(&first) = batch.first() else {
@@ -279,7 +295,7 @@ async fn work(
         let len: u64 = batch.iter().map(|g| group_len(*g, version.size)).sum();
         let got = access
             .transfer(source, |mut stream| {
-                let batch = batch.clone();
+                let (batch, spare) = (batch.clone(), &spare);
                 async move {
                     let request = TransferRequest::Range {
                         name: version.name.clone(),
@@ -289,17 +305,20 @@ async fn work(
                     write_frame(&mut stream, &request).await?;
                     expect_sending(&mut stream, version).await?;
                     let mut taken = 0u64;
-                    let mut buf = vec![0u8; GROUP_BYTES as usize];
+                    let mut buf = take_spare(spare);
                     for g in batch {
-                        let bytes = &mut buf[..group_len(g, version.size) as usize];
+                        let len = group_len(g, version.size) as usize;
+                        let bytes = &mut buf[..len];
                         transfer::unstalled(async { Ok(stream.read_exact(bytes).await?) }).await?;
                         if !tree.check_group(g, bytes) {
                             return Err(transfer::TransferError::HashMismatch);
                         }
-                        if deliver(plan, file, g, bytes, progress, version.size).await? {
-                            taken += 1;
-                        }
+                        let (used, back) =
+                            deliver(plan, file, g, buf, len, progress, version.size).await?;
+                        buf = back;
+                        taken += used as u64;
                     }
+                    *spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
                     let _ = stream.close().await;
                     Ok(taken)
                 }
@@ -327,37 +346,47 @@ async fn work(
     }
 }
 
-/// Writes a verified group into the partial file, unless another holder's copy of it got
-/// there first. Says whether this one was used.
+/// The worker's group buffer, or a new one.
+fn take_spare(spare: &Mutex<Option<Vec<u8>>>) -> Vec<u8> {
+    let kept = spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+    kept.unwrap_or_else(|| vec![0u8; GROUP_BYTES as usize])
+}
+
+/// Writes a verified group (the first `len` bytes of `buf`) into the partial file, unless
+/// another holder's copy of it got there first. Says whether this one was used, and gives
+/// the buffer back.
 async fn deliver(
     plan: &Mutex<Plan>,
     file: &Arc<std::fs::File>,
     g: u64,
-    bytes: &[u8],
+    buf: Vec<u8>,
+    len: usize,
     progress: Progress<'_>,
     size: u64,
-) -> Result<bool, transfer::TransferError> {
+) -> Result<(bool, Vec<u8>), transfer::TransferError> {
     if lock(plan).done[g as usize] {
-        return Ok(false);
+        return Ok((false, buf));
     }
-    let (file, owned) = (file.clone(), bytes.to_vec());
-    tokio::task::spawn_blocking(move || {
+    let file = file.clone();
+    let (buf, written) = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
-        file.write_all_at(&owned, g * GROUP_BYTES)
+        let written = file.write_all_at(&buf[..len], g * GROUP_BYTES);
+        (buf, written)
     })
     .await
-    .map_err(|e| transfer::TransferError::Io(std::io::Error::other(e)))??;
+    .map_err(|e| transfer::TransferError::Io(std::io::Error::other(e)))?;
+    written?;
     let bytes_done = {
         let mut plan = lock(plan);
         if plan.done[g as usize] {
-            return Ok(false);
+            return Ok((false, buf));
         }
         plan.done[g as usize] = true;
-        plan.bytes_done += bytes.len() as u64;
+        plan.bytes_done += len as u64;
         plan.bytes_done
     };
     if let Some(p) = progress {
         p(bytes_done, size);
     }
-    Ok(true)
+    Ok((true, buf))
 }
