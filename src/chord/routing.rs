@@ -152,9 +152,17 @@ impl<A: Clone> Routing<A> {
     pub fn lookup_step(&self, key: &Id, k: usize, fingers_only: bool) -> LookupStep<A> {
         let succ = self.successor();
         if key.in_half_open(&self.me.id, &succ.id) {
+            // The nodes after the owner, where its replicas live. A list shorter than r means
+            // the ring is smaller than r + 1 and the list has come round to this node: then
+            // it is the next one after the last (in a ring of three, the owner's second
+            // successor is its predecessor, which answers).
+            let mut backups: Vec<NodeRef<A>> = self.successors.iter().skip(1).cloned().collect();
+            if self.successors.len() < self.r && succ.id != self.me.id {
+                backups.push(self.me.clone());
+            }
             return LookupStep::Found {
                 owner: succ.clone(),
-                backups: self.successors.iter().skip(1).cloned().collect(),
+                backups,
             };
         }
         let mut nodes = self.closest_preceding(key, k, fingers_only);

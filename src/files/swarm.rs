@@ -38,6 +38,10 @@ struct Plan {
     /// How many workers are fetching each group now.
     fetching: Vec<u32>,
     bytes_done: u64,
+    /// Groups each holder delivered (those written from its copy).
+    delivered: Vec<u64>,
+    /// Told once every group is in: workers still waiting on a dying holder are not awaited.
+    finished: Arc<tokio::sync::Notify>,
 }
 
 impl Plan {
@@ -126,21 +130,48 @@ pub(crate) async fn fetch(
         done,
         fetching: vec![0; groups],
         bytes_done: resumed,
+        delivered: vec![0; sources.len()],
+        finished: Arc::new(tokio::sync::Notify::new()),
     }));
-    let workers = sources.iter().enumerate().map(|(i, source)| {
-        let (plan, file, tree) = (plan.clone(), file.clone(), tree.clone());
-        async move {
-            let served = work(access, version, source, &plan, &file, &tree, progress).await;
-            (i, served)
-        }
-    });
-    let results = futures::future::join_all(workers).await;
-    let shares: Vec<String> = results
+    let finished = lock(&plan).finished.clone();
+    let mut workers: futures::stream::FuturesUnordered<_> = sources
         .iter()
-        .map(|(i, r)| match r {
-            Ok(n) => format!("{}: {n}", sources[*i].addr.peer_id),
-            Err(e) => format!("{}: stopped ({e})", sources[*i].addr.peer_id),
+        .enumerate()
+        .map(|(i, source)| {
+            let (plan, file, tree) = (plan.clone(), file.clone(), tree.clone());
+            async move {
+                let worker = Worker {
+                    access,
+                    version,
+                    source,
+                    index: i,
+                    plan: &plan,
+                    file: &file,
+                    tree: &tree,
+                    progress,
+                };
+                (i, worker.work().await)
+            }
         })
+        .collect();
+    let mut stopped = Vec::new();
+    loop {
+        tokio::select! {
+            next = futures::StreamExt::next(&mut workers) => match next {
+                Some((i, Err(e))) => stopped.push((i, e)),
+                Some((_, Ok(()))) => {}
+                None => break,
+            },
+            // Every group is in: a worker still waiting on a dying holder is dropped.
+            _ = finished.notified() => break,
+        }
+    }
+    drop(workers);
+    let delivered = lock(&plan).delivered.clone();
+    let shares: Vec<String> = sources
+        .iter()
+        .zip(&delivered)
+        .map(|(s, n)| format!("{} {n}", s.addr.peer_id))
         .collect();
     tracing::info!(
         "{} from {} holders at once, groups each: {}",
@@ -150,9 +181,9 @@ pub(crate) async fn fetch(
     );
     let finished = lock(&plan).all_done();
     if !finished {
-        let why = results
-            .iter()
-            .find_map(|(_, r)| r.as_ref().err().map(|e| e.to_string()))
+        let why = stopped
+            .first()
+            .map(|(_, e)| e.to_string())
             .unwrap_or_else(|| "no holder could send the rest".into());
         return Err(FilesError::Refused(format!(
             "the get stopped with groups missing ({why}); the groups fetched are kept: run the \
@@ -161,10 +192,9 @@ pub(crate) async fn fetch(
     }
     file.sync_all().map_err(local(&partial))?;
     std::fs::rename(&partial, out).map_err(local(out))?;
-    let most = results
-        .iter()
-        .max_by_key(|(_, r)| r.as_ref().map_or(0, |n| *n))
-        .map_or(0, |(i, _)| *i);
+    let most = (0..sources.len())
+        .max_by_key(|i| delivered[*i])
+        .unwrap_or(0);
     Ok((sources[most].clone(), resumed, via))
 }
 
@@ -270,79 +300,122 @@ fn verified_groups(file: &std::fs::File, tree: &Outboard) -> Vec<bool> {
         .collect()
 }
 
-/// One holder's worker: batches until none is left; returns the groups it delivered. A bad
-/// group ends it at once (and the holder is told, so it re-checks its copy).
-async fn work(
-    access: &Access,
-    version: &FileMeta,
-    source: &PeerRef,
-    plan: &Mutex<Plan>,
-    file: &Arc<std::fs::File>,
-    tree: &Arc<Outboard>,
-    progress: Progress<'_>,
-) -> Result<u64, FilesError> {
-    let mut delivered = 0;
-    let mut failures = 0;
-    // One group's buffer for the whole get, passed to the disk thread and back: no
-    // allocation per group.
-    let spare: Mutex<Option<Vec<u8>>> = Mutex::new(None);
-    loop {
-        let batch = lock(plan).next();
-        let Some(&first) = batch.first() else {
-            return Ok(delivered);
-        };
-        let start = first * GROUP_BYTES;
-        let len: u64 = batch.iter().map(|g| group_len(*g, version.size)).sum();
-        let got = access
-            .transfer(source, |mut stream| {
-                let (batch, spare) = (batch.clone(), &spare);
-                async move {
-                    let request = TransferRequest::Range {
-                        name: version.name.clone(),
-                        start,
-                        len,
-                    };
-                    write_frame(&mut stream, &request).await?;
-                    expect_sending(&mut stream, version).await?;
-                    let mut taken = 0u64;
-                    let mut buf = take_spare(spare);
-                    for g in batch {
-                        let len = group_len(g, version.size) as usize;
-                        let bytes = &mut buf[..len];
-                        transfer::unstalled(async { Ok(stream.read_exact(bytes).await?) }).await?;
-                        if !tree.check_group(g, bytes) {
-                            return Err(transfer::TransferError::HashMismatch);
+/// One holder's part of a get.
+struct Worker<'a> {
+    access: &'a Access,
+    version: &'a FileMeta,
+    source: &'a PeerRef,
+    /// Its place among the sources.
+    index: usize,
+    plan: &'a Mutex<Plan>,
+    file: &'a Arc<std::fs::File>,
+    tree: &'a Arc<Outboard>,
+    progress: Progress<'a>,
+}
+
+impl Worker<'_> {
+    /// Fetches batches until none is left. A bad group ends it at once (and the holder is
+    /// told, so it re-checks its copy); so do a few failed requests.
+    async fn work(&self) -> Result<(), FilesError> {
+        let (access, version, source, plan) = (self.access, self.version, self.source, self.plan);
+        let mut failures = 0;
+        // One group's buffer for the whole get, passed to the disk thread and back: no
+        // allocation per group.
+        let spare: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+        loop {
+            let batch = lock(plan).next();
+            let Some(&first) = batch.first() else {
+                return Ok(());
+            };
+            let start = first * GROUP_BYTES;
+            let len: u64 = batch.iter().map(|g| group_len(*g, version.size)).sum();
+            let got = access
+                .transfer(source, |mut stream| {
+                    let (batch, spare) = (batch.clone(), &spare);
+                    async move {
+                        let request = TransferRequest::Range {
+                            name: version.name.clone(),
+                            start,
+                            len,
+                        };
+                        write_frame(&mut stream, &request).await?;
+                        expect_sending(&mut stream, version).await?;
+                        let mut buf = take_spare(spare);
+                        for g in batch {
+                            let len = group_len(g, version.size) as usize;
+                            let bytes = &mut buf[..len];
+                            transfer::unstalled(async { Ok(stream.read_exact(bytes).await?) })
+                                .await?;
+                            if !self.tree.check_group(g, bytes) {
+                                return Err(transfer::TransferError::HashMismatch);
+                            }
+                            buf = self.deliver(g, buf, len).await?;
                         }
-                        let (used, back) =
-                            deliver(plan, file, g, buf, len, progress, version.size).await?;
-                        buf = back;
-                        taken += used as u64;
+                        *spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
+                        let _ = stream.close().await;
+                        Ok(())
                     }
-                    *spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
-                    let _ = stream.close().await;
-                    Ok(taken)
+                })
+                .await;
+            lock(plan).give_back(&batch);
+            match got {
+                Ok(_) => {}
+                Err(FilesError::Transfer(transfer::TransferError::HashMismatch)) => {
+                    tracing::warn!(peer = %source.addr.peer_id, "sent a group of {} that does not match its hash", version.name);
+                    let (access, node, key) = (access.clone(), source.clone(), version.key);
+                    tokio::spawn(async move {
+                        let _ = access.file_request(&node, FileRequest::Check { key }).await;
+                    });
+                    return Err(FilesError::Transfer(transfer::TransferError::HashMismatch));
                 }
-            })
-            .await;
-        lock(plan).give_back(&batch);
-        match got {
-            Ok((taken, _)) => delivered += taken,
-            Err(FilesError::Transfer(transfer::TransferError::HashMismatch)) => {
-                tracing::warn!(peer = %source.addr.peer_id, "sent a group of {} that does not match its hash", version.name);
-                let (access, node, key) = (access.clone(), source.clone(), version.key);
-                tokio::spawn(async move {
-                    let _ = access.file_request(&node, FileRequest::Check { key }).await;
-                });
-                return Err(FilesError::Transfer(transfer::TransferError::HashMismatch));
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::info!(peer = %source.addr.peer_id, "range of {} failed: {e}", version.name);
-                if failures >= MAX_FAILURES {
-                    return Err(e);
+                Err(e) => {
+                    failures += 1;
+                    tracing::info!(peer = %source.addr.peer_id, "range of {} failed: {e}", version.name);
+                    if failures >= MAX_FAILURES {
+                        return Err(e);
+                    }
                 }
             }
         }
+    }
+
+    /// Writes a checked group (the first `len` bytes of `buf`) into the partial file, unless
+    /// another holder's copy of it got there first; gives the buffer back.
+    async fn deliver(
+        &self,
+        g: u64,
+        buf: Vec<u8>,
+        len: usize,
+    ) -> Result<Vec<u8>, transfer::TransferError> {
+        if lock(self.plan).done[g as usize] {
+            return Ok(buf);
+        }
+        let file = self.file.clone();
+        let (buf, written) = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let written = file.write_all_at(&buf[..len], g * GROUP_BYTES);
+            (buf, written)
+        })
+        .await
+        .map_err(|e| transfer::TransferError::Io(std::io::Error::other(e)))?;
+        written?;
+        let bytes_done = {
+            let mut plan = lock(self.plan);
+            if plan.done[g as usize] {
+                return Ok(buf);
+            }
+            plan.done[g as usize] = true;
+            plan.bytes_done += len as u64;
+            plan.delivered[self.index] += 1;
+            if plan.all_done() {
+                plan.finished.notify_one();
+            }
+            plan.bytes_done
+        };
+        if let Some(p) = self.progress {
+            p(bytes_done, self.version.size);
+        }
+        Ok(buf)
     }
 }
 
@@ -350,43 +423,4 @@ async fn work(
 fn take_spare(spare: &Mutex<Option<Vec<u8>>>) -> Vec<u8> {
     let kept = spare.lock().unwrap_or_else(|e| e.into_inner()).take();
     kept.unwrap_or_else(|| vec![0u8; GROUP_BYTES as usize])
-}
-
-/// Writes a verified group (the first `len` bytes of `buf`) into the partial file, unless
-/// another holder's copy of it got there first. Says whether this one was used, and gives
-/// the buffer back.
-async fn deliver(
-    plan: &Mutex<Plan>,
-    file: &Arc<std::fs::File>,
-    g: u64,
-    buf: Vec<u8>,
-    len: usize,
-    progress: Progress<'_>,
-    size: u64,
-) -> Result<(bool, Vec<u8>), transfer::TransferError> {
-    if lock(plan).done[g as usize] {
-        return Ok((false, buf));
-    }
-    let file = file.clone();
-    let (buf, written) = tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        let written = file.write_all_at(&buf[..len], g * GROUP_BYTES);
-        (buf, written)
-    })
-    .await
-    .map_err(|e| transfer::TransferError::Io(std::io::Error::other(e)))?;
-    written?;
-    let bytes_done = {
-        let mut plan = lock(plan);
-        if plan.done[g as usize] {
-            return Ok((false, buf));
-        }
-        plan.done[g as usize] = true;
-        plan.bytes_done += len as u64;
-        plan.bytes_done
-    };
-    if let Some(p) = progress {
-        p(bytes_done, size);
-    }
-    Ok((true, buf))
 }
