@@ -144,11 +144,13 @@ struct Ring {
     b: String,
 }
 
-fn ring(lab: &Lab, relay_data: bool) -> Ring {
+/// A ring of the relay (on the public segment) and one node in each home; `relay_bytes` is
+/// what the relay lets through one connection (`None`: its default).
+fn ring(lab: &Lab, relay_bytes: Option<&str>) -> Ring {
     let listen_pub = format!("/ip4/{PUB_IP}/udp/{PORT}/quic-v1");
     let mut relay_args = vec!["--listen", &listen_pub, "--relay-server"];
-    if relay_data {
-        relay_args.extend_from_slice(&["--relay-max-circuit-bytes", "0"]);
+    if let Some(bytes) = relay_bytes {
+        relay_args.extend_from_slice(&["--relay-max-circuit-bytes", bytes]);
     }
     let (relay_proc, relay) = lab.node("pub", &relay_args);
     let mut procs = vec![relay_proc];
@@ -222,10 +224,24 @@ fn name_owned_by(ring: &Ring, owner: Id) -> String {
 
 /// A puts a file it owns (from its own LAN); B's LAN gets it. Returns the get's JSON or error.
 fn put_at_a_get_at_b(lab: &Lab, ring: &Ring, dir: &Path) -> (String, Output) {
+    put_size_at_a_get_at_b(lab, ring, dir, 3_000_000)
+}
+
+/// The same with a file of `size` bytes (past 16 MiB a sparse file of zeros, not compared).
+fn put_size_at_a_get_at_b(lab: &Lab, ring: &Ring, dir: &Path, size: u64) -> (String, Output) {
     let name = name_owned_by(ring, peer_id_of(&ring.a));
     let src = dir.join("src.bin");
-    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&src, &bytes).expect("write");
+    let bytes: Vec<u8> = if size <= 16 << 20 {
+        (0..size as u32).map(|i| (i * 7 % 251) as u8).collect()
+    } else {
+        Vec::new()
+    };
+    if bytes.is_empty() {
+        let file = std::fs::File::create(&src).expect("create");
+        file.set_len(size).expect("a sparse file");
+    } else {
+        std::fs::write(&src, &bytes).expect("write");
+    }
     let put = lab.oneshot_json(
         "home1",
         &[
@@ -241,7 +257,7 @@ fn put_at_a_get_at_b(lab: &Lab, ring: &Ring, dir: &Path) -> (String, Output) {
         ],
     );
     assert_eq!(hex_id(&put["owner"]), Some(peer_id_of(&ring.a)), "{put}");
-    let out = dir.join("got.bin");
+    let out = dir.join(format!("got-{size}.bin"));
     let got = lab.oneshot(
         "home2",
         &[
@@ -261,7 +277,7 @@ fn put_at_a_get_at_b(lab: &Lab, ring: &Ring, dir: &Path) -> (String, Output) {
         String::from_utf8_lossy(&got.stdout),
         String::from_utf8_lossy(&got.stderr)
     );
-    if got.status.success() {
+    if got.status.success() && !bytes.is_empty() {
         assert_eq!(std::fs::read(&out).expect("output"), bytes, "bytes differ");
     }
     (name, got)
@@ -291,7 +307,7 @@ fn behind_two_port_preserving_nats_hole_punching_makes_direct_connections() {
         return;
     }
     let lab = Lab::up("e", "eim", "eim");
-    let ring = ring(&lab, false);
+    let ring = ring(&lab, None);
     let dir = tempfile::tempdir().expect("tempdir");
     let (name, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
     assert!(
@@ -325,25 +341,24 @@ fn behind_a_symmetric_nat_data_goes_through_the_relay_only_if_it_allows() {
     }
     let lab = Lab::up("s", "sym", "eim");
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        // A relay that carries data: the transfer works, relayed.
-        let ring = ring(&lab, true);
-        let (name, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
-        assert!(
-            got.status.success(),
-            "relayed get of {name} failed: {}",
-            String::from_utf8_lossy(&got.stderr)
-        );
-        let v: Value = result_json(&got.stdout);
-        assert_eq!(v["via"], "relayed", "{v}");
-    }
-    // A relay with the default limits carries Chord, not files: a clear error says so.
-    let ring = ring(&lab, false);
-    let (_, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
-    assert!(!got.status.success(), "the get should have been refused");
-    let stderr = String::from_utf8_lossy(&got.stderr);
+    // A relay that lets 1 GiB through a connection carries a file that fits: relayed.
+    let ring = ring(&lab, Some("1073741824"));
+    let (name, got) = put_at_a_get_at_b(&lab, &ring, dir.path());
     assert!(
-        stderr.starts_with("error:") && stderr.contains("--relay-max-circuit-bytes 0"),
-        "unclear error: {stderr}"
+        got.status.success(),
+        "relayed get of {name} failed: {}",
+        String::from_utf8_lossy(&got.stdout)
     );
+    let v: Value = result_json(&got.stdout);
+    assert_eq!(v["via"], "relayed", "{v}");
+    // A 2 GiB file does not fit its allowance: a clear error, before any byte moves.
+    let (_, got) = put_size_at_a_get_at_b(&lab, &ring, dir.path(), 2 << 30);
+    assert!(!got.status.success(), "the get should have been refused");
+    let v: Value = result_json(&got.stdout);
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("through relay") && error.contains("--relay-max-circuit-bytes"),
+        "unclear error: {v}"
+    );
+    assert_eq!(v["kind"], "unreachable", "{v}");
 }

@@ -65,9 +65,14 @@ impl Access {
         peer.addr.peer_id == self.me()
     }
 
-    /// A fresh transfer stream to `peer`, over a direct connection if one comes up in time,
-    /// else through a relay that carries file data; otherwise a clear error.
-    pub async fn open(&self, peer: &PeerRef) -> Result<(libp2p::Stream, Via), FilesError> {
+    /// A fresh transfer stream to `peer` for about `needed` bytes, over a direct connection if
+    /// one comes up in time, else through a relay whose per-connection allowance (learnt from
+    /// its reservation) leaves room for them and [`RELAY_MARGIN`]; otherwise a clear error.
+    pub async fn open(
+        &self,
+        peer: &PeerRef,
+        needed: u64,
+    ) -> Result<(libp2p::Stream, Via), FilesError> {
         let stream_error = |reason: String| FilesError::Stream {
             peer: peer.addr.peer_id.to_string(),
             reason,
@@ -82,11 +87,12 @@ impl Access {
             Route::Relayed {
                 relay,
                 data_limit: Some(limit),
-            } => {
+            } if needed.saturating_add(RELAY_MARGIN) > limit => {
                 return Err(FilesError::RelayTooSmall {
                     peer: peer.addr.peer_id.to_string(),
                     relay: relay.to_string(),
                     limit,
+                    needed,
                     waited: self.direct_wait,
                 })
             }
@@ -110,6 +116,7 @@ impl Access {
     pub async fn transfer<T, F, Fut>(
         &self,
         peer: &PeerRef,
+        needed: u64,
         mut run: F,
     ) -> Result<(T, Via), FilesError>
     where
@@ -118,7 +125,7 @@ impl Access {
     {
         let mut attempt = 0;
         loop {
-            let (stream, via) = self.open(peer).await?;
+            let (stream, via) = self.open(peer, needed).await?;
             match run(Throttled::new(stream, self.rate_limit)).await {
                 Err(TransferError::NotAccepted) if attempt < STREAM_ATTEMPTS => {
                     attempt += 1;
@@ -150,7 +157,7 @@ impl Access {
             _ => 0,
         };
         let final_wait = self.final_wait(size);
-        self.transfer(peer, |mut stream| {
+        self.transfer(peer, size, |mut stream| {
             let header = header.clone();
             async move {
                 transfer::put(&mut stream, path, header, signer, progress, final_wait).await
@@ -174,7 +181,7 @@ impl Access {
         out: &Path,
         progress: Progress<'_>,
     ) -> Result<(u64, Via), FilesError> {
-        self.transfer(peer, |mut stream| async move {
+        self.transfer(peer, expected.size, |mut stream| async move {
             transfer::get(&mut stream, expected, out, progress).await
         })
         .await
@@ -211,6 +218,10 @@ impl Access {
         }
     }
 }
+
+/// Room kept on a relayed connection beside a transfer's bytes: its frames, and the Chord
+/// messages that share the connection.
+pub const RELAY_MARGIN: u64 = 1 << 20;
 
 /// Fresh streams tried after the first when a peer drops them unseen.
 const STREAM_ATTEMPTS: u64 = 8;

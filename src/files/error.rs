@@ -33,14 +33,16 @@ pub enum FilesError {
     Protocol { peer: String },
     #[error(
         "{peer} can be reached only through relay {relay}, which lets at most {limit} bytes \
-         through a connection: too little for file data. No direct connection came up within \
-         {waited:?} (hole punching cannot get through a symmetric NAT). A relay started with \
-         --relay-max-circuit-bytes 0 carries files"
+         through a connection: too little for this transfer ({needed} bytes and 1 MiB of \
+         room). No direct connection came up within {waited:?} (hole punching cannot get \
+         through a symmetric NAT). A relay started with a larger --relay-max-circuit-bytes (or \
+         0, no limit) carries it"
     )]
     RelayTooSmall {
         peer: String,
         relay: String,
         limit: u64,
+        needed: u64,
         waited: Duration,
     },
 }

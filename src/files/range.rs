@@ -119,7 +119,7 @@ async fn from_source(
     };
     let (start, end) = (head.start, tail.start + tail.len);
     let read = access
-        .transfer(source, |mut stream| {
+        .transfer(source, end - start, |mut stream| {
             let (units, next_at, tree) = (&units, *next, &tree);
             async move {
                 let request = TransferRequest::Range {
@@ -230,17 +230,21 @@ async fn fetch_pieces(
     let span = verified::group_span(group, version.size).ok_or_else(|| bad(source))?;
     let count = (span.end - span.start).div_ceil(PIECE_BYTES).max(1) as usize;
     let (bytes, _) = access
-        .transfer(source, |mut stream| async move {
-            let request = TransferRequest::Pieces {
-                name: version.name.clone(),
-                group,
-            };
-            write_frame(&mut stream, &request).await?;
-            expect_sending(&mut stream, version).await?;
-            let mut bytes = vec![0u8; count * verified::CV_BYTES];
-            transfer::unstalled(async { Ok(stream.read_exact(&mut bytes).await?) }).await?;
-            Ok(bytes)
-        })
+        .transfer(
+            source,
+            (count * verified::CV_BYTES) as u64,
+            |mut stream| async move {
+                let request = TransferRequest::Pieces {
+                    name: version.name.clone(),
+                    group,
+                };
+                write_frame(&mut stream, &request).await?;
+                expect_sending(&mut stream, version).await?;
+                let mut bytes = vec![0u8; count * verified::CV_BYTES];
+                transfer::unstalled(async { Ok(stream.read_exact(&mut bytes).await?) }).await?;
+                Ok(bytes)
+            },
+        )
         .await?;
     let cvs = bytes
         .chunks(verified::CV_BYTES)
@@ -258,7 +262,7 @@ async fn fetch_bytes(
     len: u64,
 ) -> Result<Vec<u8>, FilesError> {
     let (bytes, _) = access
-        .transfer(source, |mut stream| async move {
+        .transfer(source, len, |mut stream| async move {
             let request = TransferRequest::Range {
                 name: version.name.clone(),
                 start,

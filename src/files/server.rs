@@ -403,7 +403,7 @@ impl Files {
             signature: Vec::new(),
             chain,
         };
-        let (mut stream, _) = self.access().open(to).await.ok()?;
+        let (mut stream, _) = self.access().open(to, size).await.ok()?;
         write_frame(&mut stream, &header).await.ok()?;
         match unstalled(read_frame::<_, PutReply>(&mut stream)).await {
             Ok(PutReply::Ready) => Some(stream),
@@ -421,13 +421,16 @@ impl Files {
 
     /// Ends forwarded uploads: the trailer with the uploader's hash and signature, then each
     /// holder's answer (once it has committed its copy and its own forward), waiting at most
-    /// the transfer timeout per chain link. Returns the copies the forwards made.
+    /// twice the transfer timeout. Returns the copies the forwards made.
     async fn finish_forwards(&self, forward: &mut [Option<Stream>], meta: &FileMeta) -> u32 {
         let trailer = Trailer {
             hash: meta.hash,
             signature: meta.signature.clone(),
         };
-        let wait = self.inner.config.timeout * (1 + MAX_CHAIN);
+        // The links commit at about the same time (the bytes stream through all of them at
+        // once); a link that does not answer by then is given up, and an owner copies the
+        // file to the holders after the break itself, within the uploader's patience.
+        let wait = self.inner.config.timeout * 2;
         let finish = forward.iter_mut().map(|slot| {
             let trailer = &trailer;
             async move {

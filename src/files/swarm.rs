@@ -221,9 +221,10 @@ pub(crate) async fn fetch_tree(
     sources: &[PeerRef],
 ) -> Result<(Arc<Outboard>, Via), FilesError> {
     let mut last = FilesError::NotFound(version.name.clone());
+    let tree_len = verified::outboard_len(version.size) * verified::CV_BYTES as u64;
     for source in sources {
         let asked = access
-            .transfer(source, |mut stream| async move {
+            .transfer(source, tree_len, |mut stream| async move {
                 let request = TransferRequest::Tree {
                     name: version.name.clone(),
                 };
@@ -330,7 +331,7 @@ impl Worker<'_> {
             let start = first * GROUP_BYTES;
             let len: u64 = batch.iter().map(|g| group_len(*g, version.size)).sum();
             let got = access
-                .transfer(source, |mut stream| {
+                .transfer(source, len, |mut stream| {
                     let (batch, spare) = (batch.clone(), &spare);
                     async move {
                         let request = TransferRequest::Range {
