@@ -24,6 +24,18 @@ async fn client_of(entry: &Node) -> (Client, chord_p2p::net::PeerRef) {
     (client, peer)
 }
 
+/// Gets big.bin into `out`; it must be `bytes`.
+async fn get_identical(
+    client: &Client,
+    entry: &chord_p2p::net::PeerRef,
+    out: &std::path::Path,
+    bytes: &[u8],
+) {
+    let got = client.get(entry, "big.bin", out, None).await.expect("get");
+    assert_eq!(got.hash, blake3_of(bytes));
+    assert!(std::fs::read(out).expect("out") == bytes, "bytes differ");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_from_all_holders_survives_a_bad_copy_and_a_dying_holder() {
     // Repair rounds (and their scrub) far apart: a bad copy here is found by the get itself.
@@ -44,13 +56,7 @@ async fn a_get_from_all_holders_survives_a_bad_copy_and_a_dying_holder() {
     // A first get from all three holders; it leaves each answering holder's outboard
     // computed (the owner's at least: it is asked first).
     let (client, entry) = client_of(refs[3]).await;
-    let out = dir.path().join("first.bin");
-    let got = client
-        .get(&entry, "big.bin", &out, None)
-        .await
-        .expect("get");
-    assert_eq!(got.hash, blake3_of(&bytes));
-    assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
+    get_identical(&client, &entry, &dir.path().join("first.bin"), &bytes).await;
 
     // Flip a byte in every MiB of the owner's copy: its outboard still names the right
     // values, so whatever group it sends is caught as it arrives; the get still returns the
@@ -73,13 +79,7 @@ async fn a_get_from_all_holders_survives_a_bad_copy_and_a_dying_holder() {
         on_disk[at] ^= 0x40;
     }
     std::fs::write(&data, &on_disk).expect("corrupt");
-    let out = dir.path().join("copy.bin");
-    let got = client
-        .get(&entry, "big.bin", &out, None)
-        .await
-        .expect("get");
-    assert_eq!(got.hash, blake3_of(&bytes));
-    assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
+    get_identical(&client, &entry, &dir.path().join("copy.bin"), &bytes).await;
     // The bad copy is replaced by repair.
     wait_copies(&refs, &names, "the bad copy repaired").await;
 

@@ -89,6 +89,16 @@ pub(super) async fn put_folder(
     Ok(())
 }
 
+/// The ticket `name` is, if it is one (`chord:…`).
+fn ticket_of(name: &str) -> Result<Option<Ticket>> {
+    if !Ticket::is_ticket(name) {
+        return Ok(None);
+    }
+    Ticket::decode(name)
+        .map(Some)
+        .map_err(|e| usage(e.to_string()))
+}
+
 /// `get NAME --range START-END`: those bytes only, to a file or (`-o -`) to stdout.
 pub(super) async fn get_range(
     name: &str,
@@ -98,11 +108,7 @@ pub(super) async fn get_range(
     args: &Ask<'_>,
     json: bool,
 ) -> Result<()> {
-    let ticket = if Ticket::is_ticket(name) {
-        Some(Ticket::decode(name).map_err(|e| usage(e.to_string()))?)
-    } else {
-        None
-    };
+    let ticket = ticket_of(name)?;
     let name = ticket.as_ref().map_or(name, |t| t.name.as_str());
     let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
     let path = match to_stdout {
@@ -150,11 +156,7 @@ pub(super) async fn get(
     args: &Ask<'_>,
     json: bool,
 ) -> Result<()> {
-    let ticket = if Ticket::is_ticket(name) {
-        Some(Ticket::decode(name).map_err(|e| usage(e.to_string()))?)
-    } else {
-        None
-    };
+    let ticket = ticket_of(name)?;
     let name = ticket.as_ref().map_or(name, |t| t.name.as_str());
     let ticket = ticket.as_ref();
     if folder::is_folder_name(name) {

@@ -107,6 +107,22 @@ impl Files {
         }
     }
 
+    /// The good copy of `name` held here, or (after telling the asker why not) none.
+    async fn servable(
+        &self,
+        stream: &mut Stream,
+        name: &str,
+    ) -> Result<Option<FileMeta>, TransferError> {
+        let key = Id::hash(name.as_bytes());
+        let reply = match self.inner.store.try_get(&key) {
+            Ok(Some(meta)) if !self.is_corrupt(&key) => return Ok(Some(meta)),
+            Ok(_) => GetReply::NotFound,
+            Err(e) => GetReply::Refused(unreadable(e).to_string()),
+        };
+        write_frame(stream, &reply).await?;
+        Ok(None)
+    }
+
     /// Sends `name` from `offset`: to the end, or `len` bytes of it (a range).
     async fn serve_get(
         &self,
@@ -116,17 +132,10 @@ impl Files {
         len: Option<u64>,
         moved: Progress<'_>,
     ) -> Result<(), TransferError> {
-        let key = Id::hash(name.as_bytes());
-        let held = match self.inner.store.try_get(&key) {
-            Ok(held) => held.filter(|_| !self.is_corrupt(&key)),
-            Err(e) => {
-                let why = unreadable(e).to_string();
-                return write_frame(stream, &GetReply::Refused(why)).await;
-            }
+        let Some(meta) = self.servable(stream, name).await? else {
+            return Ok(());
         };
-        let Some(meta) = held else {
-            return write_frame(stream, &GetReply::NotFound).await;
-        };
+        let key = meta.key;
         let len = len.unwrap_or(meta.size.saturating_sub(offset));
         if offset.checked_add(len).is_none_or(|end| end > meta.size) {
             let why = format!("bytes {offset}+{len} are past the end");
@@ -163,16 +172,8 @@ impl Files {
         name: &str,
         group: Option<u64>,
     ) -> Result<(), TransferError> {
-        let key = Id::hash(name.as_bytes());
-        let held = match self.inner.store.try_get(&key) {
-            Ok(held) => held.filter(|_| !self.is_corrupt(&key)),
-            Err(e) => {
-                let why = unreadable(e).to_string();
-                return write_frame(stream, &GetReply::Refused(why)).await;
-            }
-        };
-        let Some(meta) = held else {
-            return write_frame(stream, &GetReply::NotFound).await;
+        let Some(meta) = self.servable(stream, name).await? else {
+            return Ok(());
         };
         let outboard = match group {
             Some(group) => self.pieces(&meta, group).await,
