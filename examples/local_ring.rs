@@ -1,5 +1,6 @@
 //! A local demo: five nodes on 127.0.0.1 form a ring, look a few names up, and stay up until
-//! Ctrl-C so you can poke them with `chord-p2p status --peer ADDR` from another terminal.
+//! Ctrl-C so you can poke them with `chord-p2p status --peer ADDR` from another terminal, or
+//! over HTTP at the URL the first node serves (`--http`, a free port on 127.0.0.1 by default).
 //!
 //! `cargo run --release --example local_ring [-- --nodes 5]`
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use chord_p2p::chord::{self, Id};
 use chord_p2p::files::{Files, FilesConfig};
+use chord_p2p::gateway::{Gateway, GatewayConfig};
 use chord_p2p::net::parse_target;
 use chord_p2p::node::{Node, NodeConfig};
 use clap::Parser;
@@ -20,6 +22,9 @@ struct Args {
     /// Exit after the demo instead of waiting for Ctrl-C.
     #[arg(long)]
     once: bool,
+    /// Where the first node serves HTTP (files, /api/, /metrics); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    http: std::net::SocketAddr,
 }
 
 #[tokio::main]
@@ -78,12 +83,24 @@ async fn main() -> Result<()> {
     if args.once {
         return Ok(());
     }
+    let files = Files::of(&nodes[0]).cloned();
+    let gateway = match files {
+        Some(files) => Some(Gateway::start(files, GatewayConfig::new(args.http)).await?),
+        None => None,
+    };
     println!(
         "\ntry: chord-p2p status --peer {}",
         nodes[0].listen_addrs()[0]
     );
+    if let Some(gateway) = &gateway {
+        println!(
+            "     curl {url}api/status   (files at {url}files/NAME, metrics at {url}metrics)",
+            url = gateway.url()
+        );
+    }
     println!("Ctrl-C stops the ring");
     tokio::signal::ctrl_c().await?;
+    drop(gateway);
     for node in nodes {
         node.leave().await?;
     }

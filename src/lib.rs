@@ -8,13 +8,17 @@
 //! - [`replica`]: the sans-IO replica core: which copies to take, keep, drop or fetch.
 //! - [`client`]: a one-shot client that asks the ring without joining it.
 //! - [`verified`]: the sans-IO verified-streaming core: BLAKE3 group CVs, outboards, proofs.
+//! - [`shapes`]: the JSON shapes the CLI prints and the HTTP API answers.
+//! - [`gateway`]: the node's HTTP server: files by name, a JSON API, Prometheus metrics.
 pub mod chord;
 pub mod client;
 pub mod files;
+pub mod gateway;
 pub mod net;
 pub mod node;
 pub mod records;
 pub mod replica;
+pub mod shapes;
 /// A deterministic discrete-event simulator driving the same Chord core at 10^4 nodes.
 pub mod sim;
 pub mod verified;

@@ -148,6 +148,18 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub direct_wait: Duration,
 
+    /// Serve HTTP on ADDR (e.g. 127.0.0.1:8080; port 0 picks one): files by name at
+    /// /files/NAME (GET with Range, HEAD, PUT, DELETE), a JSON API under /api/, Prometheus
+    /// metrics at /metrics. Off unless given. On an address other than loopback, PUT and
+    /// DELETE need the token (--http-token, or one made and printed at start).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// The bearer token that PUT and DELETE over --http must carry (Authorization: Bearer
+    /// TOKEN) unless they come from this machine: 16 to 256 visible ASCII characters.
+    #[arg(long, value_name = "TOKEN", requires = "http")]
+    pub http_token: Option<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use chord_p2p::chord;
 use chord_p2p::client::Client;
 use chord_p2p::files::{Files, FilesConfig};
+use chord_p2p::gateway::{self, Gateway, GatewayConfig, GatewayError};
 use chord_p2p::net::{self, parse_target, ConnectionLimits};
 use chord_p2p::node::NodeConfig;
 use libp2p::multiaddr::Protocol;
@@ -102,6 +103,11 @@ pub(super) async fn run_node(host_port: Option<(String, u16)>, args: NodeArgs) -
         )));
     }
     let listen = listen_addrs(host_port, &args)?;
+    // The HTTP port first: one that is taken fails the start before anything is made.
+    let http = match args.http {
+        Some(addr) => Some(bind_http(addr, args.http_token.clone()).await?),
+        None => None,
+    };
     let data_dir = args.data_dir.clone().or_else(|| default_data_dir(&listen));
     // What this start creates on disk, removed again if the start fails.
     let made: Vec<PathBuf> = [data_dir.as_deref(), args.identity.as_deref()]
@@ -138,6 +144,14 @@ pub(super) async fn run_node(host_port: Option<(String, u16)>, args: NodeArgs) -
         }
     }
 
+    let gateway = match (http, Files::of(&node)) {
+        (Some(bound), Some(files)) => Some(bound.serve(files.clone())),
+        _ => None,
+    };
+    if let Some(gateway) = &gateway {
+        announce_http(gateway, json);
+    }
+
     // The line editor puts the terminal in raw mode; a SIGTERM while it waits for a line
     // would leave it so. What it was before is put back at the end, whatever happens.
     let _terminal = shell::wanted().then(TerminalMode::save);
@@ -161,6 +175,8 @@ pub(super) async fn run_node(host_port: Option<(String, u16)>, args: NodeArgs) -
         shutdown_signal().await?;
         false
     };
+    // No HTTP request reaches a node that is leaving.
+    drop(gateway);
     if !left {
         match tokio::time::timeout(LEAVE_TIMEOUT, node.leave()).await {
             Ok(Ok(left)) => emit(output::left(&left, json)),
@@ -172,6 +188,39 @@ pub(super) async fn run_node(host_port: Option<(String, u16)>, args: NodeArgs) -
         emit(json!({"event": "stopped"}));
     }
     Ok(())
+}
+
+/// Binds `--http ADDR` (with `--http-token`, or a token made when ADDR is not loopback).
+async fn bind_http(addr: std::net::SocketAddr, token: Option<String>) -> Result<gateway::Bound> {
+    let config = GatewayConfig {
+        token,
+        ..GatewayConfig::new(addr)
+    };
+    Gateway::bind(config).await.map_err(|e| match e {
+        GatewayError::BadToken => usage(format!("--http-token: {e}")),
+        other => anyhow::Error::new(other),
+    })
+}
+
+/// Says where the HTTP server is (`http://ADDR:PORT/`), and the token it made, if any: the
+/// only place it is ever shown.
+fn announce_http(gateway: &Gateway, json: bool) {
+    let made = gateway.token().filter(|_| gateway.token_generated());
+    if json {
+        let mut event = json!({"event": "http", "url": gateway.url()});
+        if let (Some(token), Some(map)) = (made, event.as_object_mut()) {
+            map.insert("token".into(), token.into());
+        }
+        emit(event);
+        return;
+    }
+    emit(gateway.url());
+    if let Some(token) = made {
+        emit(format!(
+            "http token {token} (PUT and DELETE from other machines send Authorization: \
+             Bearer {token}; --http-token picks one)"
+        ));
+    }
 }
 
 /// The topmost of `path` and its ancestors that does not exist yet: what creating `path`

@@ -2,50 +2,14 @@
 
 use chord_p2p::chord::{Id, LookupResult};
 use chord_p2p::files::store::hash_hex;
-use chord_p2p::files::{FileMeta, GetReport, PutReport, Role, Via};
+use chord_p2p::files::{FileMeta, GetReport, PutReport};
 use chord_p2p::net::{Contact, PeerRef, StatusReport};
+// The JSON shapes live in the library, shared with the HTTP API.
+pub use chord_p2p::shapes::{
+    files_json, lookup_json, node_json, put_json, status_json, with_ticket,
+};
+use chord_p2p::shapes::{removed_json, role_text, via_text};
 use serde_json::{json, Value};
-
-/// `{"peer_id", "id", "addrs"}`: the JSON shape of a node everywhere.
-pub fn node_json(node: &PeerRef) -> Value {
-    json!({
-        "peer_id": node.addr.peer_id.to_string(),
-        "id": node.id.to_hex(),
-        "addrs": node.addr.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-    })
-}
-
-pub fn status_json(report: &StatusReport) -> Value {
-    let fingers: Vec<Value> = report
-        .fingers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            f.as_ref()
-                .map(|node| json!({"start": report.node.id.finger_start(i).to_hex(), "node": node_json(node)}))
-        })
-        .collect();
-    json!({
-        "peer_id": report.node.addr.peer_id.to_string(),
-        "id": report.node.id.to_hex(),
-        "addrs": report.node.addr.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "predecessor": report.predecessor.as_ref().map(node_json),
-        "successors": report.successors.iter().map(node_json).collect::<Vec<_>>(),
-        "fingers": fingers,
-        "reachability": report.reachability.as_str(),
-        "connections": report.connections.iter().map(|c| json!({
-            "peer_id": c.peer_id.to_string(),
-            "addr": c.addr.to_string(),
-            "relayed": c.relayed,
-        })).collect::<Vec<_>>(),
-        "storage": report.storage.map(|s| json!({
-            "used": s.used,
-            "limit": s.limit,
-            "files": s.files,
-        })),
-        "data_dir": report.data_dir,
-    })
-}
 
 /// Bytes for people: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.5 GiB`, `2.0 TiB`.
 pub fn size_text(bytes: u64) -> String {
@@ -61,15 +25,6 @@ pub fn size_text(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-pub fn lookup_json(name: &str, result: &LookupResult<Contact>) -> Value {
-    json!({
-        "name": name,
-        "key": result.key.to_hex(),
-        "owner": node_json(&result.owner),
-        "hops": result.hops,
-    })
 }
 
 fn short(id: &Id) -> String {
@@ -189,18 +144,6 @@ fn connections_text(report: &StatusReport) -> String {
         .join("\n")
 }
 
-pub fn put_json(r: &PutReport) -> Value {
-    json!({
-        "name": r.name,
-        "key": r.key.to_hex(),
-        "size": r.size,
-        "hash": hash_hex(&r.hash),
-        "owner": node_json(&r.owner),
-        "replicas": r.replicas,
-        "via": via_text(r.via),
-    })
-}
-
 pub fn put_text(r: &PutReport) -> String {
     format!(
         "stored {} ({}) at {}; {} copies\n  hash {}",
@@ -236,37 +179,6 @@ pub fn get_text(r: &GetReport) -> String {
         r.from.addr.peer_id,
         r.path.display()
     )
-}
-
-fn via_text(via: Via) -> &'static str {
-    match via {
-        Via::Local => "local",
-        Via::Direct => "direct",
-        Via::Relayed => "relayed",
-    }
-}
-
-fn role_text(role: Role) -> &'static str {
-    match role {
-        Role::Owner => "owner",
-        Role::Replica => "replica",
-    }
-}
-
-pub fn files_json(files: &[FileMeta]) -> Value {
-    let files: Vec<Value> = files
-        .iter()
-        .map(|f| {
-            json!({
-                "name": f.name,
-                "key": f.key.to_hex(),
-                "size": f.size,
-                "hash": hash_hex(&f.hash),
-                "role": role_text(f.role),
-            })
-        })
-        .collect();
-    json!({ "files": files })
 }
 
 /// `ls --ring --json`: the shape of `ls --json`, each file with its owner, and the walk.
@@ -340,7 +252,7 @@ pub fn files_text(files: &[FileMeta]) -> String {
 /// What `rm` prints.
 pub fn removed(name: &str, copies: u32, json: bool) -> String {
     if json {
-        json!({"name": name, "removed": copies}).to_string()
+        removed_json(name, copies).to_string()
     } else {
         format!("removed {name}: {copies} copies deleted")
     }
@@ -356,14 +268,6 @@ pub fn left(left: &chord_p2p::node::Left, json: bool) -> String {
                           replicas and repair cover the rest)"
             .into(),
     }
-}
-
-/// A put's JSON with the ticket added: the rest of the shape is the contract.
-pub fn with_ticket(mut value: Value, ticket: &str) -> Value {
-    if let Some(map) = value.as_object_mut() {
-        map.insert("ticket".into(), ticket.into());
-    }
-    value
 }
 
 /// The line that hands a put to a friend.

@@ -3,10 +3,13 @@
 //! either way.
 
 use chord_p2p::client::ClientError;
-use chord_p2p::files::transfer::TransferError;
 use chord_p2p::files::{FilesError, FolderError};
 use chord_p2p::net::AddressError;
 use chord_p2p::node::NodeError;
+// The kinds are the library's, shared with the HTTP API's error bodies.
+use chord_p2p::shapes::{
+    files_error_kind as files_kind, node_error_kind as node_kind, refusal_kind,
+};
 use serde_json::json;
 
 /// A mistake in what the user asked for (a path, a flag): nothing was sent anywhere.
@@ -62,20 +65,6 @@ pub fn kind(e: &anyhow::Error) -> &'static str {
     "error"
 }
 
-fn files_kind(e: &FilesError) -> &'static str {
-    match e {
-        FilesError::Name(_) => "usage",
-        FilesError::Node(e) => node_kind(e),
-        FilesError::Transfer(e) => transfer_kind(e),
-        FilesError::Store(_) | FilesError::Local { .. } => "local",
-        FilesError::NotFound(_) => "not_found",
-        FilesError::Removed(_) => "removed",
-        FilesError::Refused(reason) | FilesError::Unanswered { reason, .. } => refusal_kind(reason),
-        FilesError::Stream { .. } | FilesError::RelayTooSmall { .. } => "unreachable",
-        FilesError::Protocol { .. } => "protocol",
-    }
-}
-
 fn folder_kind(e: &FolderError) -> &'static str {
     match e {
         FolderError::Files(e) => files_kind(e),
@@ -89,37 +78,6 @@ fn folder_kind(e: &FolderError) -> &'static str {
         | FolderError::ManifestTooLarge { .. }
         | FolderError::Changed { .. } => "protocol",
         FolderError::Incomplete { .. } => "transfer",
-    }
-}
-
-fn transfer_kind(e: &TransferError) -> &'static str {
-    match e {
-        TransferError::Local { .. } | TransferError::NoSpace { .. } => "local",
-        TransferError::Refused(reason) => refusal_kind(reason),
-        TransferError::NotFound(_) => "not_found",
-        TransferError::Removed => "removed",
-        TransferError::Protocol(_) | TransferError::WrongVersion(_) => "protocol",
-        TransferError::Stalled(_) | TransferError::NoAnswer(_) => "timeout",
-        _ => "transfer",
-    }
-}
-
-fn node_kind(e: &NodeError) -> &'static str {
-    match e {
-        NodeError::Timeout(_) => "timeout",
-        NodeError::Dial(_) | NodeError::Connect(_) => "unreachable",
-        _ => "error",
-    }
-}
-
-/// Refusals whose reason starts with a word the protocol defines (docs/PROTOCOL.md).
-fn refusal_kind(reason: &str) -> &'static str {
-    if reason.starts_with("busy") {
-        "busy"
-    } else if reason.starts_with("full") {
-        "full"
-    } else {
-        "refused"
     }
 }
 

@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use tokio::sync::Notify;
 
 use super::error::FilesError;
-use super::slots::Serving;
+use super::slots::{Serving, TransferCounts};
 use super::store::{Store, StoreError};
 use super::transfer::TRANSFER_PROTOCOL;
 use super::FilesConfig;
@@ -176,6 +176,11 @@ impl Files {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Inbound transfers served now and since the node started (for metrics).
+    pub fn transfers(&self) -> TransferCounts {
+        Serving::counts(&self.inner.serving)
     }
 
     /// What this node holds.

@@ -32,6 +32,7 @@ pub use error::FilesError;
 pub use folder::{FolderError, FolderGetReport, FolderPutReport};
 pub use member::{Files, HasFiles};
 pub use ops::{GetReport, PutReport};
+pub use slots::TransferCounts;
 pub use store::{FileMeta, Hash, Role};
 pub use ticket::{Ticket, TicketError};
 

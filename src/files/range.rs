@@ -3,17 +3,20 @@
 //! whole 1 MiB groups inside the range and, at its two ends, only the 16 KiB pieces the range
 //! touches, checked against the piece values of those groups (which merge to the groups'
 //! values in the outboard). Only checked bytes are written, in order; a holder that fails or
-//! lies hands over to the next at the first byte not yet written.
+//! lies hands over to the next at the first byte not yet written. A ring member that holds the
+//! version itself reads it from its own disk, checked group by group the same way.
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 use super::access::Access;
 use super::error::FilesError;
+use super::member::Files;
 use super::ops;
 use super::swarm::{expect_sending, fetch_tree};
 use super::transfer::{self, write_frame, TransferRequest};
 use crate::net::PeerRef;
 use crate::records::FileMeta;
+use crate::replica::same_version;
 use crate::verified::{self, Cv, Outboard, GROUP_BYTES, PIECE_BYTES};
 
 /// What a range read did.
@@ -61,7 +64,11 @@ pub async fn read_range(
     let mut fetched = 0;
     let mut last_error = FilesError::NotFound(name.into());
     for source in &chosen.sources {
-        let read = from_source(access, &version, source, &mut next, last, out).await;
+        // This node's own copy is read from its disk: a member cannot open a stream to itself.
+        let read = match (&access.local, access.is_me(source)) {
+            (Some(files), true) => from_local(files, &version, &mut next, last, out).await,
+            _ => from_source(access, &version, source, &mut next, last, out).await,
+        };
         match read {
             Ok(moved) => {
                 fetched += moved;
@@ -82,6 +89,65 @@ pub async fn read_range(
         }
     }
     Err(last_error)
+}
+
+/// Reads what is left (`*next..=last`) from this node's own copy of `version`: each group
+/// that holds part of it checked against the copy's outboard (kept beside it, or computed and
+/// checked against the signed hash), one group in memory at a time. Nothing moves over the
+/// wire, so it returns 0 bytes moved.
+async fn from_local(
+    files: &Files,
+    version: &FileMeta,
+    next: &mut u64,
+    last: u64,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<u64, (u64, FilesError)> {
+    let key = version.key;
+    let held = files.store().get(&key);
+    let Some(meta) = held.filter(|m| same_version(m, version) && !files.is_corrupt(&key)) else {
+        return Err((0, FilesError::NotFound(version.name.clone())));
+    };
+    let unreadable = |e: std::io::Error| {
+        (
+            0,
+            FilesError::Refused(format!("the copy here cannot be read now: {e}")),
+        )
+    };
+    let outboard = files.outboard(&meta).await.map_err(unreadable)?;
+    let Some(tree) = Outboard::from_bytes(&outboard, meta.size, meta.hash) else {
+        return Err((
+            0,
+            FilesError::Transfer(transfer::TransferError::HashMismatch),
+        ));
+    };
+    let data = files.store().data_path(&key);
+    for group in verified::group_range(*next, last + 1, meta.size) {
+        let Some(span) = verified::group_span(group, meta.size) else {
+            continue;
+        };
+        let (path, start, len) = (data.clone(), span.start, span.end - span.start);
+        let bytes = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut bytes = vec![0u8; len as usize];
+            std::fs::File::open(&path)?.read_exact_at(&mut bytes, start)?;
+            Ok::<_, std::io::Error>(bytes)
+        })
+        .await
+        .map_err(|e| unreadable(std::io::Error::other(e)))?
+        .map_err(unreadable)?;
+        if !tree.check_group(group, &bytes) {
+            files.found_corrupt(&key);
+            return Err((
+                0,
+                FilesError::Transfer(transfer::TransferError::HashMismatch),
+            ));
+        }
+        let from = (*next).max(span.start) - span.start;
+        let to = (last + 1).min(span.end) - span.start;
+        write_out(out, &bytes[from as usize..to as usize]).map_err(|e| (0, e))?;
+        *next = span.start + to;
+    }
+    Ok(0)
 }
 
 /// Reads from one holder what is left (`*next..=last`), advancing `next` past every byte

@@ -43,6 +43,19 @@ pub(super) struct Serving {
     by_peer: HashMap<(PeerId, Kind), usize>,
     active: BTreeMap<u64, Active>,
     next_id: u64,
+    /// Transfers that held a place and ended (well or not), by kind: counted where the place
+    /// is freed, under the lock already taken there, so metrics cost nothing on the byte path.
+    finished: HashMap<Kind, u64>,
+}
+
+/// Inbound transfers this node serves and has served since it started. `Get` counts every
+/// read (whole gets, ranges, outboards, piece values), `Put` every upload and copy received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferCounts {
+    pub active_gets: u64,
+    pub active_puts: u64,
+    pub finished_gets: u64,
+    pub finished_puts: u64,
 }
 
 struct Active {
@@ -76,6 +89,7 @@ impl Drop for TransferSlot<'_> {
     fn drop(&mut self) {
         let mut serving = locked(self.serving);
         serving.active.remove(&self.id);
+        *serving.finished.entry(self.at.1).or_insert(0) += 1;
         if let Some(n) = serving.by_peer.get_mut(&self.at) {
             *n -= 1;
             if *n == 0 {
@@ -94,6 +108,19 @@ enum Full {
 }
 
 impl Serving {
+    /// What is served now and what was.
+    pub(super) fn counts(this: &Mutex<Serving>) -> TransferCounts {
+        let serving = locked(this);
+        let active = |kind| serving.active.values().filter(|a| a.kind == kind).count() as u64;
+        let finished = |kind| serving.finished.get(&kind).copied().unwrap_or(0);
+        TransferCounts {
+            active_gets: active(Kind::Get),
+            active_puts: active(Kind::Put),
+            finished_gets: finished(Kind::Get),
+            finished_puts: finished(Kind::Put),
+        }
+    }
+
     /// A place for one more inbound transfer from `peer`, if the limits allow it, making room
     /// by cutting a crawling transfer when only the total is reached. The node's own
     /// neighbours (predecessor, successors) are held to the per-peer limit only, so strangers

@@ -427,6 +427,15 @@ impl Store {
         }
     }
 
+    /// A fresh path in the store's own tmp directory, for a scratch file of a driver above
+    /// (the HTTP gateway's downloads and uploads): on the same disk as the files, never in a
+    /// RAM-backed /tmp, and cleared at the next open if the process dies with it there.
+    pub fn scratch_path(&self, what: &str) -> PathBuf {
+        self.dir
+            .join("tmp")
+            .join(format!("{what}.{:016x}.scratch", rand::random::<u64>()))
+    }
+
     /// Starts receiving a file. The temp file lives in the store's own tmp directory.
     pub fn begin(&self, key: &Id) -> Result<Incoming, StoreError> {
         let path =
