@@ -5,23 +5,22 @@
 //! read is verified as any get is, and every write is signed by the node's identity.
 //!
 //! One module per job: [`auth`] (who may change things), [`files`] (the gateway), [`api`],
-//! [`metrics`], and [`error`] (how failures become status codes). Each contributes its own
-//! routes to the [`router`]; the dashboard will add its own the same way (its assets embedded
-//! with `include_str!`/`include_bytes!`, live updates as server-sent events through
-//! `axum::response::sse`, which needs no further crate).
+//! [`metrics`], [`dashboard`] (the page at `/`, its assets embedded with `include_str!`, the
+//! ring view of [`ring`] and its live updates as server-sent events), and [`error`] (how
+//! failures become status codes). Each contributes its own routes to the [`router`].
 
 mod api;
 mod auth;
+mod dashboard;
 mod error;
 mod files;
 mod metrics;
+mod ring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::routing::get;
-use axum::{middleware, Json, Router};
-use serde_json::json;
+use axum::{middleware, Router};
 use tokio::task::JoinHandle;
 
 use crate::files::Files;
@@ -178,7 +177,7 @@ struct Shared {
 /// are counted too).
 fn router(state: Shared) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(dashboard::routes())
         .merge(files::routes())
         .merge(api::routes())
         .merge(metrics::routes())
@@ -189,20 +188,4 @@ fn router(state: Shared) -> Router {
             metrics::count_requests,
         ))
         .with_state(state)
-}
-
-/// `GET /`: what is served here, until the dashboard takes this place.
-async fn index() -> Json<serde_json::Value> {
-    Json(json!({
-        "name": "chord-p2p",
-        "version": env!("CARGO_PKG_VERSION"),
-        "routes": [
-            "GET|HEAD /files/{name}",
-            "PUT|DELETE /files/{name}",
-            "GET /api/status",
-            "GET /api/lookup/{name}",
-            "GET /api/ls",
-            "GET /metrics",
-        ],
-    }))
 }
