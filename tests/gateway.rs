@@ -527,3 +527,81 @@ async fn a_lone_member_serves_ranges_from_its_own_copy() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.bytes().await.expect("body")[..] == bytes[..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
+    let mut nodes = settled_ring(5, 61).await;
+    let gateway = serve(&nodes[0], loopback()).await;
+    let (base, http) = (gateway.url(), client());
+
+    // 100 lookups through the API: the counter and the hops histogram move by 100 each.
+    let before = scrape(&http, &base).await;
+    for i in 0..100 {
+        let url = format!("{base}api/lookup/name-{i}");
+        let response = http.get(url).send().await.expect("lookup answers");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let after = scrape(&http, &base).await;
+    let moved = |metric: &str| sample(&after, metric, &[]) - sample(&before, metric, &[]);
+    assert!(moved("chord_gateway_lookups_total") >= 100.0);
+    assert_eq!(moved("chord_gateway_lookup_hops_count"), 100.0);
+
+    // A 10 MiB file this node owns, put from another member: it arrives here as a transfer.
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let ring = IdealRing::new(refs.iter().map(|n| n.id()));
+    let name = (0..10_000)
+        .map(|i| format!("owned-here-{i}.bin"))
+        .find(|n| ring.successor(&Id::hash(n.as_bytes())) == Some(refs[0].id()))
+        .expect("a name this node owns");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = content(5, 10 << 20);
+    let path = write_file(dir.path(), "ten.bin", &bytes);
+    let before = scrape(&http, &base).await;
+    put_from(refs[2], &path, &name).await.expect("put");
+    let after = scrape(&http, &base).await;
+    let received = |s: &prometheus_parse::Scrape| {
+        sample(
+            s,
+            "chord_transfer_bytes_total",
+            &[("direction", "received")],
+        )
+    };
+    assert!(
+        received(&after) - received(&before) >= (10 << 20) as f64,
+        "transfer bytes moved by {}",
+        received(&after) - received(&before)
+    );
+    let names = vec![(name.clone(), blake3_of(&bytes))];
+    wait_copies(&refs, &names, "three copies").await;
+
+    // A replica holder killed -9: the owner counts the file under-replicated until repair
+    // has given a copy to the next successor, then none.
+    let holder = refs
+        .iter()
+        .position(|n| {
+            n.files()
+                .and_then(|f| f.store().get(&Id::hash(name.as_bytes())))
+                .is_some_and(|m| m.role == Role::Replica)
+        })
+        .expect("a replica holder");
+    let under = |s: &prometheus_parse::Scrape| sample(s, "chord_files_under_replicated", &[]);
+    assert_eq!(under(&scrape(&http, &base).await), 0.0, "before the kill");
+    nodes.remove(holder).kill().await;
+    let mut rose = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let now = under(&scrape(&http, &base).await);
+        rose |= now > 0.0;
+        if rose && now == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "under-replicated gauge: rose {rose}, now {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_copies(&refs, &names, "three copies again").await;
+    drop(gateway);
+}

@@ -49,6 +49,8 @@ pub(super) struct Inner {
     pub(super) stones_handed: Mutex<BTreeSet<Id>>,
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
+    /// Owned keys that fewer than R - 1 holders confirmed in the last repair round.
+    pub(super) under_replicated: std::sync::atomic::AtomicU64,
     /// Inbound transfers under way (bounded by the config's limits).
     pub(super) serving: Mutex<Serving>,
 }
@@ -124,6 +126,7 @@ impl Files {
                 stones_handed: Mutex::new(BTreeSet::new()),
                 _scratch: scratch,
                 serving: Mutex::default(),
+                under_replicated: Default::default(),
             }),
         })
     }
@@ -176,6 +179,14 @@ impl Files {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Owned keys that fewer than R - 1 holders confirmed in the last repair round (for
+    /// metrics).
+    pub fn under_replicated(&self) -> u64 {
+        self.inner
+            .under_replicated
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Inbound transfers served now and since the node started (for metrics).

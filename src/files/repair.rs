@@ -133,6 +133,9 @@ impl Files {
     async fn replicate_owned(&self, view: &View, owned: &[Id]) {
         let access = self.access();
         let store = &self.inner.store;
+        // Holders that confirmed each owned key this round (said they hold it, or took it).
+        let mut confirmed: std::collections::HashMap<Id, usize> =
+            owned.iter().map(|k| (*k, 0)).collect();
         for holder in &view.holders {
             for keys in owned.chunks(MAX_INVENTORY) {
                 let batch: Vec<Held> = keys.iter().filter_map(|k| store.held(k)).collect();
@@ -143,6 +146,9 @@ impl Files {
                 else {
                     continue;
                 };
+                for held in batch.iter().filter(|h| !missing.contains(&h.key)) {
+                    *confirmed.entry(held.key).or_default() += 1;
+                }
                 let valid = removed
                     .into_iter()
                     .take(MAX_INVENTORY)
@@ -167,13 +173,20 @@ impl Files {
                                 Err(e) => {
                                     tracing::debug!(name = meta.name, "replication failed: {e}")
                                 }
-                                Ok(_) => {}
+                                Ok(_) => *confirmed.entry(key).or_default() += 1,
                             }
                         }
                     }
                 }
             }
         }
+        // Owned keys with fewer than R - 1 holders that confirmed them: what metrics call
+        // under-replicated until the next round.
+        let wanted = self.replicas() - 1;
+        let under = confirmed.values().filter(|n| **n < wanted).count() as u64;
+        self.inner
+            .under_replicated
+            .store(under, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A key this node owned now belongs to someone else (a node joined before it). The copy

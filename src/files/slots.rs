@@ -46,6 +46,8 @@ pub(super) struct Serving {
     /// Transfers that held a place and ended (well or not), by kind: counted where the place
     /// is freed, under the lock already taken there, so metrics cost nothing on the byte path.
     finished: HashMap<Kind, u64>,
+    /// File bytes moved by transfers that ended, by kind (sent for gets, received for puts).
+    bytes: HashMap<Kind, u64>,
 }
 
 /// Inbound transfers this node serves and has served since it started. `Get` counts every
@@ -56,6 +58,9 @@ pub struct TransferCounts {
     pub active_puts: u64,
     pub finished_gets: u64,
     pub finished_puts: u64,
+    /// File bytes sent by gets and received by puts that ended.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 struct Active {
@@ -74,14 +79,24 @@ pub(super) struct TransferSlot<'a> {
     id: u64,
     started: Instant,
     moved_at: Arc<AtomicU64>,
+    /// File bytes moved so far (the byte loop's own count).
+    moved_bytes: Arc<AtomicU64>,
     pub cut: Arc<Notify>,
 }
 
 impl TransferSlot<'_> {
-    /// A progress callback for the transfer's byte loop: each call marks it as moving.
+    /// A progress callback for the transfer's byte loop: each call marks it as moving and
+    /// notes how far it got.
     pub fn moved(&self) -> impl Fn(u64, u64) + Send + Sync + 'static {
-        let (started, moved_at) = (self.started, self.moved_at.clone());
-        move |_, _| moved_at.store(started.elapsed().as_millis() as u64, Ordering::Relaxed)
+        let (started, moved_at, bytes) = (
+            self.started,
+            self.moved_at.clone(),
+            self.moved_bytes.clone(),
+        );
+        move |done, _| {
+            moved_at.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            bytes.store(done, Ordering::Relaxed);
+        }
     }
 }
 
@@ -90,6 +105,7 @@ impl Drop for TransferSlot<'_> {
         let mut serving = locked(self.serving);
         serving.active.remove(&self.id);
         *serving.finished.entry(self.at.1).or_insert(0) += 1;
+        *serving.bytes.entry(self.at.1).or_insert(0) += self.moved_bytes.load(Ordering::Relaxed);
         if let Some(n) = serving.by_peer.get_mut(&self.at) {
             *n -= 1;
             if *n == 0 {
@@ -113,7 +129,10 @@ impl Serving {
         let serving = locked(this);
         let active = |kind| serving.active.values().filter(|a| a.kind == kind).count() as u64;
         let finished = |kind| serving.finished.get(&kind).copied().unwrap_or(0);
+        let bytes = |kind| serving.bytes.get(&kind).copied().unwrap_or(0);
         TransferCounts {
+            bytes_sent: bytes(Kind::Get),
+            bytes_received: bytes(Kind::Put),
             active_gets: active(Kind::Get),
             active_puts: active(Kind::Put),
             finished_gets: finished(Kind::Get),
@@ -190,6 +209,7 @@ impl Serving {
             id,
             started,
             moved_at,
+            moved_bytes: Arc::default(),
             cut,
         })
     }

@@ -307,6 +307,24 @@ impl Collector for NodeCollector {
             "kind",
             &[("get", t.finished_gets), ("put", t.finished_puts)],
             counter,
-        )
+        )?;
+        family(
+            &mut encoder,
+            (
+                "chord_transfer_bytes",
+                "File bytes moved by inbound transfers that ended: sent by gets, received by puts.",
+                MetricType::Counter,
+            ),
+            "direction",
+            &[("sent", t.bytes_sent), ("received", t.bytes_received)],
+            counter,
+        )?;
+        let under = encoder.encode_descriptor(
+            "chord_files_under_replicated",
+            "Owned files that fewer than R - 1 replica holders confirmed in the last repair round.",
+            None,
+            MetricType::Gauge,
+        )?;
+        gauge(self.files.under_replicated(), under)
     }
 }
