@@ -65,6 +65,7 @@ pub struct TransferCounts {
 
 struct Active {
     kind: Kind,
+    peer: PeerId,
     started: Instant,
     /// Milliseconds after `started` when the transfer last completed a chunk.
     moved_at: Arc<AtomicU64>,
@@ -151,12 +152,15 @@ impl Serving {
         kind: Kind,
         neighbour: bool,
     ) -> Option<TransferSlot<'_>> {
-        match Serving::try_slot(this, limits, peer, kind, neighbour) {
+        // Full for this peer: its own idlest transfer gives way (a crawling upload's forwards
+        // along a chain would otherwise keep a neighbour's new transfers out). Full in all:
+        // anyone's idlest.
+        let from = match Serving::try_slot(this, limits, peer, kind, neighbour) {
             Ok(slot) => return Some(slot),
-            Err(Full::Peer) => return None,
-            Err(Full::Total) => {}
-        }
-        if !locked(this).cut_idlest(kind) {
+            Err(Full::Peer) => Some(peer),
+            Err(Full::Total) => None,
+        };
+        if !locked(this).cut_idlest(kind, from) {
             return None;
         }
         let deadline = Instant::now() + HANDOVER;
@@ -198,6 +202,7 @@ impl Serving {
             id,
             Active {
                 kind,
+                peer,
                 started,
                 moved_at: Arc::clone(&moved_at),
                 cut: Arc::clone(&cut),
@@ -214,8 +219,9 @@ impl Serving {
         })
     }
 
-    /// Cuts the transfer of `kind` idle for longest, if one has been idle for [`IDLE`].
-    fn cut_idlest(&self, kind: Kind) -> bool {
+    /// Cuts the transfer of `kind` (from `from`, when given) idle for longest, if one has
+    /// been idle for [`IDLE`].
+    fn cut_idlest(&self, kind: Kind, from: Option<PeerId>) -> bool {
         let idle = |a: &Active| {
             let moved = Duration::from_millis(a.moved_at.load(Ordering::Relaxed));
             a.started.elapsed().saturating_sub(moved)
@@ -223,7 +229,7 @@ impl Serving {
         let idlest = self
             .active
             .values()
-            .filter(|a| a.kind == kind && idle(a) >= IDLE)
+            .filter(|a| a.kind == kind && from.is_none_or(|p| a.peer == p) && idle(a) >= IDLE)
             .max_by_key(|a| idle(a));
         match idlest {
             Some(active) => {
