@@ -44,12 +44,7 @@ pub(super) async fn put(
         c.put(e, file, &name, Some(&*tick)).await
     })
     .await;
-    let ticket = match &report {
-        Ok(r) => client.ticket(&entry, &r.name).await.encode(),
-        Err(_) => String::new(),
-    };
-    client.close().await;
-    let report = report?;
+    let (report, ticket) = with_ticket(&client, &entry, report, |r| &r.name).await?;
     emit(if json {
         output::with_ticket(output::put_json(&report), &ticket).to_string()
     } else {
@@ -60,6 +55,21 @@ pub(super) async fn put(
         )
     });
     Ok(())
+}
+
+/// A put's result and, when it worked, the ticket for it; the client is closed either way.
+async fn with_ticket<R>(
+    client: &Client,
+    entry: &net::PeerRef,
+    report: Result<R, ClientError>,
+    name: impl FnOnce(&R) -> &str,
+) -> Result<(R, String)> {
+    let ticket = match &report {
+        Ok(r) => client.ticket(entry, name(r)).await.encode(),
+        Err(_) => String::new(),
+    };
+    client.close().await;
+    Ok((report?, ticket))
 }
 
 /// `put DIR`: every file, then the manifest, with progress over the whole folder.
@@ -75,12 +85,7 @@ pub(super) async fn put_folder(
         c.put_folder(e, dir, name, Some(&*tick)).await
     })
     .await;
-    let ticket = match &report {
-        Ok(r) => client.ticket(&entry, &r.name).await.encode(),
-        Err(_) => String::new(),
-    };
-    client.close().await;
-    let report = report?;
+    let (report, ticket) = with_ticket(&client, &entry, report, |r| &r.name).await?;
     emit(if json {
         output::folder_put_json(&report, &ticket).to_string()
     } else {

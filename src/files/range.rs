@@ -12,8 +12,8 @@ use super::access::Access;
 use super::error::FilesError;
 use super::member::Files;
 use super::ops;
-use super::swarm::{expect_sending, fetch_tree};
-use super::transfer::{self, write_frame, TransferRequest};
+use super::swarm::{ask, fetch_tree};
+use super::transfer::{self, TransferRequest};
 use crate::net::PeerRef;
 use crate::records::FileMeta;
 use crate::replica::same_version;
@@ -188,13 +188,16 @@ async fn from_source(
         .transfer(source, end - start, |mut stream| {
             let (units, next_at, tree) = (&units, *next, &tree);
             async move {
-                let request = TransferRequest::Range {
-                    name: version.name.clone(),
-                    start,
-                    len: end - start,
-                };
-                write_frame(&mut stream, &request).await?;
-                expect_sending(&mut stream, version).await?;
+                ask(
+                    &mut stream,
+                    TransferRequest::Range {
+                        name: version.name.clone(),
+                        start,
+                        len: end - start,
+                    },
+                    version,
+                )
+                .await?;
                 let mut checked = Vec::new();
                 let mut buf = vec![0u8; GROUP_BYTES as usize];
                 for unit in units {
@@ -300,12 +303,15 @@ async fn fetch_pieces(
             source,
             (count * verified::CV_BYTES) as u64,
             |mut stream| async move {
-                let request = TransferRequest::Pieces {
-                    name: version.name.clone(),
-                    group,
-                };
-                write_frame(&mut stream, &request).await?;
-                expect_sending(&mut stream, version).await?;
+                ask(
+                    &mut stream,
+                    TransferRequest::Pieces {
+                        name: version.name.clone(),
+                        group,
+                    },
+                    version,
+                )
+                .await?;
                 let mut bytes = vec![0u8; count * verified::CV_BYTES];
                 transfer::unstalled(async { Ok(stream.read_exact(&mut bytes).await?) }).await?;
                 Ok(bytes)
@@ -329,13 +335,16 @@ async fn fetch_bytes(
 ) -> Result<Vec<u8>, FilesError> {
     let (bytes, _) = access
         .transfer(source, len, |mut stream| async move {
-            let request = TransferRequest::Range {
-                name: version.name.clone(),
-                start,
-                len,
-            };
-            write_frame(&mut stream, &request).await?;
-            expect_sending(&mut stream, version).await?;
+            ask(
+                &mut stream,
+                TransferRequest::Range {
+                    name: version.name.clone(),
+                    start,
+                    len,
+                },
+                version,
+            )
+            .await?;
             let mut bytes = vec![0u8; len as usize];
             transfer::unstalled(async { Ok(stream.read_exact(&mut bytes).await?) }).await?;
             Ok(bytes)

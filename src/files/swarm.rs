@@ -211,7 +211,7 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
 
 /// Bytes in group `g` of a file of `size` bytes.
 fn group_len(g: u64, size: u64) -> u64 {
-    size.saturating_sub(g * GROUP_BYTES).min(GROUP_BYTES)
+    verified::group_span(g, size).map_or(0, |span| span.end - span.start)
 }
 
 /// The outboard from the first holder that sends one matching the signed hash.
@@ -225,11 +225,14 @@ pub(crate) async fn fetch_tree(
     for source in sources {
         let asked = access
             .transfer(source, tree_len, |mut stream| async move {
-                let request = TransferRequest::Tree {
-                    name: version.name.clone(),
-                };
-                write_frame(&mut stream, &request).await?;
-                expect_sending(&mut stream, version).await?;
+                ask(
+                    &mut stream,
+                    TransferRequest::Tree {
+                        name: version.name.clone(),
+                    },
+                    version,
+                )
+                .await?;
                 let len = verified::outboard_len(version.size) as usize * verified::CV_BYTES;
                 let mut outboard = vec![0; len];
                 transfer::unstalled(async { Ok(stream.read_exact(&mut outboard).await?) }).await?;
@@ -252,8 +255,22 @@ pub(crate) async fn fetch_tree(
     Err(last)
 }
 
+/// Sends `request` for `version` and reads the holder's first answer, which must name
+/// exactly that version; the bytes follow.
+pub(super) async fn ask<S>(
+    stream: &mut S,
+    request: TransferRequest,
+    version: &FileMeta,
+) -> Result<(), transfer::TransferError>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    write_frame(stream, &request).await?;
+    expect_sending(stream, version).await
+}
+
 /// Reads the holder's first answer: it must name exactly the chosen version.
-pub(super) async fn expect_sending<S>(
+async fn expect_sending<S>(
     stream: &mut S,
     version: &FileMeta,
 ) -> Result<(), transfer::TransferError>
@@ -334,13 +351,16 @@ impl Worker<'_> {
                 .transfer(source, len, |mut stream| {
                     let (batch, spare) = (batch.clone(), &spare);
                     async move {
-                        let request = TransferRequest::Range {
-                            name: version.name.clone(),
-                            start,
-                            len,
-                        };
-                        write_frame(&mut stream, &request).await?;
-                        expect_sending(&mut stream, version).await?;
+                        ask(
+                            &mut stream,
+                            TransferRequest::Range {
+                                name: version.name.clone(),
+                                start,
+                                len,
+                            },
+                            version,
+                        )
+                        .await?;
                         let mut buf = take_spare(spare);
                         for g in batch {
                             let len = group_len(g, version.size) as usize;
