@@ -14,6 +14,7 @@ pub mod chord;
 pub mod client;
 pub mod files;
 pub mod gateway;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod records;

@@ -63,6 +63,7 @@ pub fn lookup_json(name: &str, result: &LookupResult<Contact>) -> Value {
         "key": result.key.to_hex(),
         "owner": node_json(&result.owner),
         "hops": result.hops,
+        "path": result.path.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
     })
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chord_p2p::chord::Id;
+use chord_p2p::chord::{Id, IdealRing};
 use chord_p2p::files::HasFiles;
 use chord_p2p::gateway::{Gateway, GatewayConfig};
 use common::files::*;
@@ -298,6 +298,67 @@ async fn checks(page: Client, downloads: PathBuf) {
     );
     let marks = count(&page, "circle.file").await;
     assert_eq!(marks, 2, "one mark per file on the ring");
+
+    // A lookup typed into the page: its path drawn hop by hop, a numbered chord from this
+    // node through each node that answered to the owner.
+    let ids: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
+    let ring = IdealRing::new(ids.iter().copied());
+    let name = (0..1000)
+        .map(|i| format!("looked-up-{i}"))
+        .find(|n| ring.successor(&Id::hash(n.as_bytes())) != Some(ids[0]))
+        .expect("a name another member owns");
+    let owner = ring
+        .successor(&Id::hash(name.as_bytes()))
+        .expect("an owner")
+        .to_hex();
+    let field = page
+        .find(Locator::Id("lookup-name"))
+        .await
+        .expect("lookup box");
+    field.send_keys(&name).await.expect("name typed");
+    page.execute(
+        "document.getElementById('lookup-form').requestSubmit(); return null;",
+        vec![],
+    )
+    .await
+    .expect("lookup submitted");
+    let hops_script = "return [...document.querySelectorAll('line.lookup-hop')].map(l => \
+        [+l.dataset.hop, l.dataset.from, l.dataset.to]);";
+    let drawn: std::sync::Mutex<Vec<(u64, String, String)>> = Default::default();
+    wait_page(PAGE_WAIT, "the lookup path drawn", || async {
+        let value = page
+            .execute(hops_script, vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        let hops: Vec<(u64, String, String)> =
+            serde_json::from_value(value).map_err(|e| e.to_string())?;
+        if hops.is_empty() {
+            return Err("no hop drawn yet".into());
+        }
+        *drawn.lock().expect("not poisoned") = hops;
+        Ok(())
+    })
+    .await;
+    let hops = drawn.into_inner().expect("not poisoned");
+    assert_eq!(hops[0].1, ids[0].to_hex(), "the path starts at this node");
+    assert_eq!(
+        hops.last().expect("a hop").2,
+        owner,
+        "the path ends at the owner"
+    );
+    for (i, pair) in hops.windows(2).enumerate() {
+        assert_eq!(
+            pair[0].2,
+            pair[1].1,
+            "hop {} does not go on from hop {}",
+            i + 2,
+            i + 1
+        );
+    }
+    for (i, hop) in hops.iter().enumerate() {
+        assert_eq!(hop.0, i as u64 + 1, "hops numbered in order");
+    }
+    println!("lookup of {name}: {} hops drawn", hops.len());
 
     let shot = page.screenshot().await.expect("screenshot");
     let target = screenshot_path();

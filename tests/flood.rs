@@ -132,7 +132,8 @@ async fn dial_flood(target: PeerRef, addr: Multiaddr, n: usize, hold: bool, tall
         ..net::NetConfig::default()
     };
     let key = libp2p::identity::Keypair::generate_ed25519();
-    let mut swarm = net::build_swarm(key, &config).expect("swarm");
+    let mut swarm =
+        net::build_swarm(key, &config, &chord_p2p::metrics::NodeMetrics::new()).expect("swarm");
     let peer = target.addr.peer_id;
     for _ in 0..n {
         let opts = DialOpts::peer_id(peer)

@@ -17,6 +17,7 @@ use chord_p2p::files::{HasFiles, Role};
 use chord_p2p::gateway::{Gateway, GatewayConfig, GatewayError};
 use chord_p2p::node::Node;
 use common::files::*;
+use common::{ring_one_by_one, wait_exact};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -253,7 +254,9 @@ async fn gets_ranges_heads_api_and_metrics() {
             .expect("lookup answers");
         assert_eq!(response.status(), StatusCode::OK);
         let found = json_of(&response.bytes().await.expect("body"));
-        assert_eq!(keys(&found), set(&["name", "key", "owner", "hops"]));
+        assert_eq!(keys(&found), set(&["name", "key", "owner", "hops", "path"]));
+        // The path starts at the gateway's node, a member that looks up from its own table.
+        assert_eq!(found["path"][0], ids[0].to_hex());
         assert_eq!(found["name"], looked);
         let key = Id::hash(looked.as_bytes());
         assert_eq!(found["key"], key.to_hex());
@@ -530,7 +533,14 @@ async fn a_lone_member_serves_ranges_from_its_own_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
-    let mut nodes = settled_ring(5, 61).await;
+    // Repair every second (not every 200 ms): a round that finds a copy missing keeps the
+    // gauge up until the next one, long enough for any scrape to see, however loaded the
+    // machine.
+    let mut member = config();
+    member.files.repair_interval = Duration::from_secs(1);
+    let mut nodes = ring_one_by_one(5, &member, 61).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
     let gateway = serve(&nodes[0], loopback()).await;
     let (base, http) = (gateway.url(), client());
 
@@ -545,6 +555,17 @@ async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
     let moved = |metric: &str| sample(&after, metric, &[]) - sample(&before, metric, &[]);
     assert!(moved("chord_gateway_lookups_total") >= 100.0);
     assert_eq!(moved("chord_gateway_lookup_hops_count"), 100.0);
+    // The node counts them too, among every lookup it makes (repair's as well).
+    assert!(moved("chord_lookups_total") >= 100.0);
+    assert!(moved("chord_lookup_hops_count") >= 100.0);
+    // Node-wide Chord work and libp2p's own metrics are there, and move.
+    assert!(moved("chord_stabilize_rounds_total") >= 1.0);
+    let inbound = [("kind", "get_neighbours"), ("direction", "inbound")];
+    assert!(sample(&after, "chord_rpcs_total", &inbound) >= 1.0);
+    let chord_out = [("protocol", "chord"), ("direction", "out")];
+    assert!(sample(&after, "chord_protocol_bytes_total", &chord_out) > 0.0);
+    assert!(sample(&after, "libp2p_swarm_connections_established_total", &[]) >= 1.0);
+    assert!(sample(&after, "libp2p_bandwidth_bytes_total", &[]) > 0.0);
 
     // A 10 MiB file this node owns, put from another member: it arrives here as a transfer.
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -571,11 +592,17 @@ async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
         "transfer bytes moved by {}",
         received(&after) - received(&before)
     );
+    let stream_in = |s: &prometheus_parse::Scrape| {
+        let labels = [("protocol", "transfer"), ("direction", "in")];
+        sample(s, "chord_protocol_bytes_total", &labels)
+    };
+    assert!(stream_in(&after) - stream_in(&before) >= (10 << 20) as f64);
     let names = vec![(name.clone(), blake3_of(&bytes))];
     wait_copies(&refs, &names, "three copies").await;
 
-    // A replica holder killed -9: the owner counts the file under-replicated until repair
-    // has given a copy to the next successor, then none.
+    // A replica holder killed -9: the owner counts the file under-replicated from the round
+    // that finds a holder without it (dead, or the next successor that took its place) until
+    // a round finds every holder with it; meanwhile repair pushes it.
     let holder = refs
         .iter()
         .position(|n| {
@@ -585,7 +612,26 @@ async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
         })
         .expect("a replica holder");
     let under = |s: &prometheus_parse::Scrape| sample(s, "chord_files_under_replicated", &[]);
-    assert_eq!(under(&scrape(&http, &base).await), 0.0, "before the kill");
+    // Copies pushed by repair on every member (the owner, or a holder that finds a place
+    // empty when it checks its own copy): read from each node's registry.
+    let pushes = |nodes: &[Node]| -> f64 {
+        nodes
+            .iter()
+            .filter_map(|n| n.files())
+            .map(|f| {
+                let mut text = String::new();
+                f.metrics()
+                    .with_registry(|r| prometheus_client::encoding::text::encode(&mut text, r))
+                    .expect("encoded");
+                let lines = text.lines().map(|l| Ok(l.to_string()));
+                let scrape = prometheus_parse::Scrape::parse(lines).expect("parses");
+                sample(&scrape, "chord_repairs_total", &[("action", "push")])
+            })
+            .sum()
+    };
+    let pushed_before = pushes(&nodes);
+    let before = scrape(&http, &base).await;
+    assert_eq!(under(&before), 0.0, "before the kill");
     nodes.remove(holder).kill().await;
     let mut rose = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
@@ -603,5 +649,6 @@ async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
     }
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_copies(&refs, &names, "three copies again").await;
+    assert!(pushes(&nodes) > pushed_before, "no repair push counted");
     drop(gateway);
 }

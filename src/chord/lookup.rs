@@ -19,6 +19,9 @@ pub struct LookupResult<A> {
     /// Path length as in the Chord paper: how many nodes forwarded the lookup. 0 when the first
     /// node asked knew the owner as its own successor.
     pub hops: u32,
+    /// The nodes whose answers led here, in the order they answered (the asking node first
+    /// when it started from its own table): the path a picture of the lookup draws.
+    pub path: Vec<Id>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +63,8 @@ pub struct Lookup<A> {
     asked: BTreeSet<Id>,
     waiting: Option<Id>,
     hops: u32,
+    /// Who answered a step, in order.
+    path: Vec<Id>,
     verify: bool,
     /// Take the answerer's successors between it and the key as next hops too (the default);
     /// off, only the nodes it offered count, as in the paper's finger walk.
@@ -90,6 +95,7 @@ impl<A: Clone> Lookup<A> {
             asked: BTreeSet::new(),
             waiting: None,
             hops,
+            path: Vec::new(),
             verify: false,
             via_successors: true,
             fallback: None,
@@ -191,6 +197,7 @@ impl<A: Clone> Lookup<A> {
             owner,
             backups,
             hops: self.hops,
+            path: self.path.clone(),
         }));
     }
 
@@ -207,6 +214,7 @@ impl<A: Clone> Lookup<A> {
             return false;
         }
         self.waiting = None;
+        self.path.push(*from);
         match step {
             LookupStep::Found { owner, backups } => {
                 // The key must lie between the answerer and the owner it names. A node naming

@@ -174,6 +174,8 @@ pub struct ChordNode<A> {
     next_lookup: LookupId,
     /// When the next round of periodic work (stabilize, check_predecessor, fix_fingers) is due.
     periodic_at: Instant,
+    /// Periodic rounds run so far (for metrics).
+    rounds: u64,
     stabilizing: bool,
     /// Stabilize rounds in a row that the only known other node has not answered.
     lone_successor_misses: u32,
@@ -191,6 +193,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         let routing = Routing::new(me, config.successors);
         ChordNode {
             periodic_at: now + config.stabilize_interval,
+            rounds: 0,
             config,
             routing,
             phase: Phase::Active,
@@ -440,6 +443,7 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
         }
         if self.phase == Phase::Active && self.periodic_at <= now {
             self.periodic_at = now + self.config.stabilize_interval;
+            self.rounds += 1;
             self.stabilize(now);
             self.check_predecessor(now);
             self.fix_next_finger(now);
@@ -447,6 +451,11 @@ impl<A: Clone + std::fmt::Debug> ChordNode<A> {
     }
 
     // ---- outputs ----
+
+    /// How many periodic rounds (stabilize, check_predecessor, fix_fingers) have run.
+    pub fn rounds(&self) -> u64 {
+        self.rounds
+    }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
         self.transmits.pop_front()

@@ -13,6 +13,7 @@ use super::store::{unix_millis, FileMeta, Hash};
 use super::throttle::Throttled;
 use super::transfer::{self, Progress, TransferError, TransferRequest, TRANSFER_PROTOCOL};
 use crate::chord::{Id, LookupResult};
+use crate::metrics::{Counted, Protocol};
 use crate::net::protocol::{FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, WireRequest, WireResponse};
 use crate::node::{NodeHandle, Route};
@@ -27,6 +28,9 @@ pub enum Via {
     /// Through a relay that carries file data.
     Relayed,
 }
+
+/// A transfer stream, its bytes counted in the node's metrics.
+pub type TransferStream = Counted<libp2p::Stream>;
 
 /// How an operation reaches the ring.
 #[derive(Clone)]
@@ -72,7 +76,7 @@ impl Access {
         &self,
         peer: &PeerRef,
         needed: u64,
-    ) -> Result<(libp2p::Stream, Via), FilesError> {
+    ) -> Result<(TransferStream, Via), FilesError> {
         let stream_error = |reason: String| FilesError::Stream {
             peer: peer.addr.peer_id.to_string(),
             reason,
@@ -105,7 +109,7 @@ impl Access {
         )
         .await
         {
-            Ok(Ok(stream)) => Ok((stream, via)),
+            Ok(Ok(stream)) => Ok((self.node.metrics().count(Protocol::Transfer, stream), via)),
             Ok(Err(e)) => Err(stream_error(e.to_string())),
             Err(_) => Err(stream_error("timed out".into())),
         }
@@ -120,7 +124,7 @@ impl Access {
         mut run: F,
     ) -> Result<(T, Via), FilesError>
     where
-        F: FnMut(Throttled<libp2p::Stream>) -> Fut,
+        F: FnMut(Throttled<TransferStream>) -> Fut,
         Fut: std::future::Future<Output = Result<T, TransferError>>,
     {
         let mut attempt = 0;

@@ -49,7 +49,7 @@ pub(super) struct Inner {
     pub(super) stones_handed: Mutex<BTreeSet<Id>>,
     /// The store's directory when the node has no data dir: removed when the service goes.
     pub(super) _scratch: Option<tempfile::TempDir>,
-    /// Owned keys that fewer than R - 1 holders confirmed in the last repair round.
+    /// Owned keys that fewer than R - 1 holders said they held in the last repair round.
     pub(super) under_replicated: std::sync::atomic::AtomicU64,
     /// Inbound transfers under way (bounded by the config's limits).
     pub(super) serving: Mutex<Serving>,
@@ -181,8 +181,13 @@ impl Files {
         &self.inner.store
     }
 
-    /// Owned keys that fewer than R - 1 holders confirmed in the last repair round (for
-    /// metrics).
+    /// The node's metrics, which repairs and transfers count into.
+    pub fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        self.inner.node.metrics()
+    }
+
+    /// Owned keys that fewer than R - 1 replica holders said they held when the last repair
+    /// round asked (for metrics).
     pub fn under_replicated(&self) -> u64 {
         self.inner
             .under_replicated

@@ -8,6 +8,7 @@ use super::ops;
 use super::store::{FileMeta, Held, Role};
 use super::transfer::{TransferError, TransferRequest};
 use crate::chord::Id;
+use crate::metrics::RepairAction;
 use crate::net::protocol::{FileRequest, FileResponse, InventoryEntry, MAX_INVENTORY};
 use crate::net::PeerRef;
 use crate::node::NodeError;
@@ -133,7 +134,8 @@ impl Files {
     async fn replicate_owned(&self, view: &View, owned: &[Id]) {
         let access = self.access();
         let store = &self.inner.store;
-        // Holders that confirmed each owned key this round (said they hold it, or took it).
+        // Holders that said they already held each owned key when this round asked (copies
+        // pushed this round are confirmed by the next round's asking).
         let mut confirmed: std::collections::HashMap<Id, usize> =
             owned.iter().map(|k| (*k, 0)).collect();
         for holder in &view.holders {
@@ -173,15 +175,17 @@ impl Files {
                                 Err(e) => {
                                     tracing::debug!(name = meta.name, "replication failed: {e}")
                                 }
-                                Ok(_) => *confirmed.entry(key).or_default() += 1,
+                                Ok(_) => self.metrics().repaired(RepairAction::Push),
                             }
                         }
                     }
                 }
             }
         }
-        // Owned keys with fewer than R - 1 holders that confirmed them: what metrics call
-        // under-replicated until the next round.
+        // Owned keys with fewer than R - 1 holders holding them when asked: what metrics call
+        // under-replicated until the next round. Counting only what holders said they held
+        // (not this round's pushes) makes a lost holder show for one round at least, however
+        // fast the ring healed and repair refilled its place.
         let wanted = self.replicas() - 1;
         let under = confirmed.values().filter(|n| **n < wanted).count() as u64;
         self.inner
@@ -201,6 +205,7 @@ impl Files {
         }
         match self.push(&found.owner, meta, Role::Owner).await {
             Ok(_) => {
+                self.metrics().repaired(RepairAction::HandOff);
                 let _ = self.inner.store.set_role(&meta.key, Role::Replica);
             }
             Err(FilesError::Transfer(TransferError::Removed)) => {
@@ -326,6 +331,7 @@ impl Files {
         }) {
             Surplus::Drop => {
                 if self.drop_if_unchanged(meta) {
+                    self.metrics().repaired(RepairAction::Drop);
                     tracing::info!(
                         name = meta.name,
                         "surplus copy dropped: every holder proved it"
@@ -334,8 +340,11 @@ impl Files {
             }
             Surplus::Restore(to) => {
                 for (node, role) in to {
-                    if let Err(e) = self.push(&node, meta, role).await {
-                        tracing::debug!(name = meta.name, "restoring a copy failed: {e}");
+                    match self.push(&node, meta, role).await {
+                        Ok(_) => self.metrics().repaired(RepairAction::Push),
+                        Err(e) => {
+                            tracing::debug!(name = meta.name, "restoring a copy failed: {e}")
+                        }
                     }
                 }
             }
@@ -369,6 +378,7 @@ impl Files {
                 Ok(_) => match self.inner.store.replace_bytes(&out, &meta) {
                     Ok(true) => {
                         locked(&self.inner.corrupt).remove(&key);
+                        self.metrics().repaired(RepairAction::Replace);
                         tracing::info!(name = meta.name, "corrupt copy replaced by a good one");
                     }
                     Ok(false) => {}

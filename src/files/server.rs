@@ -3,8 +3,9 @@
 //! core's admission rule before a byte is taken, and again at commit.
 
 use futures::StreamExt;
-use libp2p::{PeerId, Stream};
+use libp2p::PeerId;
 
+use super::access::TransferStream as Stream;
 use super::member::{now, unreadable, Files};
 use super::names::check_name;
 use super::slots::IDLE;
@@ -16,6 +17,7 @@ use super::transfer::{
     Trailer, TransferError, TransferRequest,
 };
 use crate::chord::Id;
+use crate::metrics::Protocol;
 use crate::net::{node_id, PeerRef};
 use crate::records::FileMeta;
 use crate::replica::{admit, Admit, Offer};
@@ -42,7 +44,12 @@ impl Files {
         }
     }
 
-    async fn serve_stream(&self, peer: PeerId, mut stream: Stream) -> Result<(), TransferError> {
+    async fn serve_stream(
+        &self,
+        peer: PeerId,
+        stream: libp2p::Stream,
+    ) -> Result<(), TransferError> {
+        let mut stream = self.metrics().count(Protocol::Transfer, stream);
         let request = tokio::time::timeout(
             self.inner.config.timeout,
             read_frame::<_, TransferRequest>(&mut stream),

@@ -1,16 +1,14 @@
 //! `GET /metrics`, in the text format Prometheus scrapes (OpenMetrics 1.0, from the
-//! `prometheus-client` crate). Two sources:
+//! `prometheus-client` crate). Three sources:
 //!
+//! - The node's own registry ([`crate::metrics`]): Chord work, bytes per protocol, repairs,
+//!   node-wide lookups, and libp2p's metrics.
 //! - What the HTTP server itself counts as it answers: requests by route, method and status,
 //!   their latency, lookups done for the API (with their hops), bytes of files sent and
 //!   received. Atomic counters, updated once per request or body chunk.
 //! - What the node holds, read only when scraped (a [`Collector`]): files and bytes by role,
 //!   storage used and its limit, inbound transfers under way and served. Nothing on the
 //!   node's own paths changes for them, so collecting costs no throughput.
-//!
-//! libp2p's own metrics (`libp2p-metrics`, same `prometheus-client` version) would register
-//! into this same registry; they need the swarm's events fed to them inside the node's event
-//! loop, which is the next step (see the README).
 
 use std::time::{Duration, Instant};
 
@@ -174,8 +172,15 @@ pub(super) fn routes() -> Router<Shared> {
 }
 
 async fn scrape(State(state): State<Shared>) -> Response {
+    use prometheus_client::encoding::text::{encode_eof, encode_registry};
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.metrics.registry) {
+    let encoded = state
+        .files
+        .metrics()
+        .with_registry(|node| encode_registry(&mut text, node))
+        .and_then(|()| encode_registry(&mut text, &state.metrics.registry))
+        .and_then(|()| encode_eof(&mut text));
+    match encoded {
         Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::warn!("cannot encode the metrics: {e}");

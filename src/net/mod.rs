@@ -2,6 +2,7 @@
 //! the Chord core's messages and decides nothing about the ring.
 
 pub mod address;
+pub mod codec;
 pub mod dial;
 pub mod protocol;
 pub mod swarm;

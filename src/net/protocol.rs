@@ -50,6 +50,27 @@ pub enum WireRequest {
     Files(FileRequest),
 }
 
+impl WireRequest {
+    /// The request's kind, as metrics name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireRequest::Chord(Request::FindSuccessor { .. }) => "find_successor",
+            WireRequest::Chord(Request::GetNeighbours) => "get_neighbours",
+            WireRequest::Chord(Request::Notify { .. }) => "notify",
+            WireRequest::Chord(Request::Ping) => "ping",
+            WireRequest::Chord(Request::Leaving { .. }) => "leaving",
+            WireRequest::Status => "status",
+            WireRequest::Files(FileRequest::List { .. }) => "list",
+            WireRequest::Files(FileRequest::Remove { .. }) => "remove",
+            WireRequest::Files(FileRequest::Drop { .. }) => "drop",
+            WireRequest::Files(FileRequest::Inventory { .. }) => "inventory",
+            WireRequest::Files(FileRequest::Check { .. }) => "check",
+            WireRequest::Files(FileRequest::Stat { .. }) => "stat",
+            WireRequest::Files(FileRequest::Prove { .. }) => "prove",
+        }
+    }
+}
+
 /// Small file operations that fit in one request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FileRequest {

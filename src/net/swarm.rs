@@ -16,11 +16,11 @@ use libp2p::{
     yamux, PeerId, Swarm, SwarmBuilder, Transport,
 };
 
-use super::protocol::{
-    WireRequest, WireResponse, CHORD_PROTOCOL, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
-};
+use super::codec::CountedCodec;
+use super::protocol::{CHORD_PROTOCOL, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
+use crate::metrics::NodeMetrics;
 
-pub type ChordRpc = cbor::Behaviour<WireRequest, WireResponse>;
+pub type ChordRpc = request_response::Behaviour<CountedCodec>;
 
 /// Chord requests one connection carries at once (both ways).
 pub const MAX_STREAMS_PER_CONNECTION: usize = 100;
@@ -179,6 +179,7 @@ fn behaviour(
     key: &Keypair,
     relay_client: relay::client::Behaviour,
     config: &NetConfig,
+    metrics: &NodeMetrics,
 ) -> Behaviour {
     let support = if config.serve {
         ProtocolSupport::Full
@@ -188,6 +189,7 @@ fn behaviour(
     let codec = cbor::codec::Codec::default()
         .set_request_size_maximum(MAX_REQUEST_BYTES)
         .set_response_size_maximum(MAX_RESPONSE_BYTES);
+    let codec = CountedCodec::new(codec, metrics.clone());
     // Per connection, requests both ways at once; an inbound one past it is dropped at once
     // (the asker sees the stream fail), never queued.
     let rpc = request_response::Config::default()
@@ -241,8 +243,13 @@ fn behaviour(
 }
 
 /// A swarm over `config.transport`, with DNS names and relayed connections, running
-/// [`Behaviour`].
-pub fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, BuildError> {
+/// [`Behaviour`], counting into `metrics` (libp2p's bandwidth per transport, the Chord
+/// protocol's bytes).
+pub fn build_swarm(
+    key: Keypair,
+    config: &NetConfig,
+    metrics: &NodeMetrics,
+) -> Result<Swarm<Behaviour>, BuildError> {
     let idle = config.idle_timeout;
     let kind = config.transport;
     let swarm = SwarmBuilder::with_existing_identity(key)
@@ -252,10 +259,14 @@ pub fn build_swarm(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>,
         .with_dns()
         .map_err(|e| BuildError::Dns(e.to_string()))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| BuildError::Relay(e.to_string()))?
-        .with_behaviour(|key, relay_client| behaviour(key, relay_client, config))
-        .map_err(|e| BuildError::Behaviour(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
-    Ok(swarm)
+        .map_err(|e| BuildError::Relay(e.to_string()))?;
+    // The bandwidth transport's type borrows the registry: the swarm is built while it is held.
+    metrics.with_registry(|registry| {
+        Ok(swarm
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, relay_client| behaviour(key, relay_client, config, metrics))
+            .map_err(|e| BuildError::Behaviour(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build())
+    })
 }

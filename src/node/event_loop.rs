@@ -18,6 +18,7 @@ use super::links::{Links, Route};
 use super::relay_state::Relaying;
 use super::{DataDir, NodeError, Service};
 use crate::chord::{ChordNode, Event, Id, LookupId, LookupResult, Phase, RequestId};
+use crate::metrics::NodeMetrics;
 use crate::net::dial::{dial_error_text, strip_peer, Dialing};
 use crate::net::protocol::Reachability;
 use crate::net::protocol::{check_request, check_response};
@@ -95,10 +96,10 @@ pub(super) struct EventLoop {
     core: ChordNode<Contact>,
     commands: mpsc::Receiver<Command>,
     service: Option<Arc<dyn Service>>,
-    /// libp2p's request ids → the core's.
-    requests: HashMap<OutboundRequestId, RequestId>,
-    /// Requests made through the handle.
-    user_requests: HashMap<OutboundRequestId, Reply<WireResponse>>,
+    /// libp2p's request ids → the core's, with the request's kind.
+    requests: HashMap<OutboundRequestId, (RequestId, &'static str)>,
+    /// Requests made through the handle, with their kinds.
+    user_requests: HashMap<OutboundRequestId, (Reply<WireResponse>, &'static str)>,
     lookups: HashMap<LookupId, Reply<LookupResult<Contact>>>,
     resolving: Vec<Resolving>,
     /// Dials in flight for `Connect`: how long each may wait for a direct path once connected.
@@ -125,6 +126,9 @@ pub(super) struct EventLoop {
     closing_all: Vec<oneshot::Sender<()>>,
     /// When a failing listener was last reported.
     listener_warned: Option<Instant>,
+    pub(super) metrics: NodeMetrics,
+    /// The core's periodic rounds already counted in the metrics.
+    rounds_counted: u64,
 }
 
 /// How often a recurring, non-fatal trouble is logged.
@@ -134,16 +138,30 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// at once, so a flood of requests cannot queue without bound.
 pub const MAX_PENDING_REPLIES: usize = 256;
 
+/// What a node's event loop starts from.
+pub(super) struct Parts {
+    pub swarm: Swarm<Behaviour>,
+    pub core: ChordNode<Contact>,
+    pub commands: mpsc::Receiver<Command>,
+    pub service: Option<Arc<dyn Service>>,
+    pub data_dir: Option<DataDir>,
+    pub relaying: Relaying,
+    pub share_connections: bool,
+    pub metrics: NodeMetrics,
+}
+
 impl EventLoop {
-    pub(super) fn new(
-        swarm: Swarm<Behaviour>,
-        core: ChordNode<Contact>,
-        commands: mpsc::Receiver<Command>,
-        service: Option<Arc<dyn Service>>,
-        data_dir: Option<DataDir>,
-        relaying: Relaying,
-        share_connections: bool,
-    ) -> Self {
+    pub(super) fn new(parts: Parts) -> Self {
+        let Parts {
+            swarm,
+            core,
+            commands,
+            service,
+            data_dir,
+            relaying,
+            share_connections,
+            metrics,
+        } = parts;
         EventLoop {
             swarm,
             core,
@@ -167,6 +185,8 @@ impl EventLoop {
             neighbours: BTreeSet::new(),
             closing_all: Vec::new(),
             listener_warned: None,
+            metrics,
+            rounds_counted: 0,
         }
     }
 
@@ -213,6 +233,9 @@ impl EventLoop {
     fn on_timer(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
+        let rounds = self.core.rounds();
+        self.metrics.stabilize_rounds(rounds - self.rounds_counted);
+        self.rounds_counted = rounds;
         for mut r in self.resolving.extract_if(.., |r| r.deadline <= now) {
             let _ = r.reply.send(Err(r.dialing.timed_out().into()));
         }
@@ -356,12 +379,14 @@ impl EventLoop {
             }
             Command::ListenViaRelay { relay, reply } => self.listen_via_relay(relay, reply),
             Command::Request { to, request, reply } => {
+                let kind = request.kind();
+                self.metrics.rpc(kind, false);
                 let id = self
                     .swarm
                     .behaviour_mut()
                     .chord
                     .send_request_with_addresses(&to.addr.peer_id, *request, to.addr.addrs.clone());
-                self.user_requests.insert(id, reply);
+                self.user_requests.insert(id, (reply, kind));
             }
         }
     }
@@ -389,6 +414,7 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         let now = Instant::now();
+        self.metrics.record(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Chord(event)) => self.on_rpc_event(now, event),
             SwarmEvent::Behaviour(event) => self.on_nat_event(event),
@@ -533,11 +559,11 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.user_requests.remove(&request_id) {
+                    if let Some((reply, _)) = self.user_requests.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                         return;
                     }
-                    let Some(id) = self.requests.remove(&request_id) else {
+                    let Some((id, _)) = self.requests.remove(&request_id) else {
                         return;
                     };
                     match response {
@@ -564,9 +590,11 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, "request failed: {error}");
-                if let Some(reply) = self.user_requests.remove(&request_id) {
+                if let Some((reply, kind)) = self.user_requests.remove(&request_id) {
+                    self.metrics.rpc_failed(kind);
                     let _ = reply.send(Err(NodeError::Request(error.to_string())));
-                } else if let Some(id) = self.requests.remove(&request_id) {
+                } else if let Some((id, kind)) = self.requests.remove(&request_id) {
+                    self.metrics.rpc_failed(kind);
                     self.core.handle_failure(now, id);
                 }
             }
@@ -587,6 +615,7 @@ impl EventLoop {
         request: WireRequest,
         channel: ResponseChannel<WireResponse>,
     ) {
+        self.metrics.rpc(request.kind(), true);
         let response = match request {
             WireRequest::Status => {
                 let mut report = self.status();
@@ -637,16 +666,19 @@ impl EventLoop {
                 self.core.handle_response(now, transmit.id, response);
                 continue;
             }
+            let request = WireRequest::Chord(transmit.request);
+            let kind = request.kind();
+            self.metrics.rpc(kind, false);
             let request_id = self
                 .swarm
                 .behaviour_mut()
                 .chord
                 .send_request_with_addresses(
                     &transmit.to.addr.peer_id,
-                    WireRequest::Chord(transmit.request),
+                    request,
                     transmit.to.addr.addrs.clone(),
                 );
-            self.requests.insert(request_id, transmit.id);
+            self.requests.insert(request_id, (transmit.id, kind));
         }
         while let Some(event) = self.core.poll_event() {
             self.on_core_event(event);
@@ -712,12 +744,14 @@ impl EventLoop {
                 }
             }
             Event::PredecessorChanged { new, .. } => {
+                self.metrics.pointer_changed(true);
                 tracing::debug!(predecessor = ?new.map(|n| n.addr.peer_id), "predecessor changed");
                 if let Some(service) = &self.service {
                     service.ring_changed();
                 }
             }
             Event::SuccessorChanged { new, .. } => {
+                self.metrics.pointer_changed(false);
                 tracing::debug!(successor = %new.addr.peer_id, "successor changed");
                 if let Some(service) = &self.service {
                     service.ring_changed();

@@ -25,12 +25,13 @@ pub use data_dir::DataDir;
 pub use links::Route;
 
 use crate::chord::{self, ChordNode, Id, JoinError, LookupError, LookupResult};
+use crate::metrics::NodeMetrics;
 use crate::net::protocol::FileRequest;
 use crate::net::{
     build_swarm, peer_ref, with_peer, BuildError, ConnectionLimits, Contact, NetConfig, PeerRef,
     RelayLimits, StatusReport, Target, TransportKind, WireRequest, WireResponse,
 };
-use event_loop::{Command, EventLoop};
+use event_loop::{Command, EventLoop, Parts};
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -203,7 +204,8 @@ impl Node {
             relay_server: config.relay_server.clone(),
             connection_limits: config.connection_limits,
         };
-        let mut swarm = build_swarm(key.clone(), &net)?;
+        let metrics = NodeMetrics::new();
+        let mut swarm = build_swarm(key.clone(), &net, &metrics)?;
         let mut addrs = listen(&mut swarm, &config.listen).await?;
         let relaying = relay_state::Relaying::new(
             config.relay_server.is_some(),
@@ -224,7 +226,10 @@ impl Node {
         let me = peer_ref(peer_id, addrs);
         let core = ChordNode::new(me.clone(), config.chord.clone(), std::time::Instant::now());
         let (tx, rx) = mpsc::channel(256);
-        let handle = NodeHandle { tx };
+        let handle = NodeHandle {
+            tx,
+            metrics: metrics.clone(),
+        };
         let control = swarm.behaviour().stream.new_control();
 
         let mut helpers = Vec::new();
@@ -240,15 +245,16 @@ impl Node {
             service = Some(made);
             helpers.extend(tasks);
         }
-        let event_loop = EventLoop::new(
+        let event_loop = EventLoop::new(Parts {
             swarm,
             core,
-            rx,
-            service.clone(),
+            commands: rx,
+            service: service.clone(),
             data_dir,
             relaying,
-            config.share_connections,
-        );
+            share_connections: config.share_connections,
+            metrics,
+        });
         let task = tokio::spawn(event_loop.run());
         let mut node = Node {
             handle,
@@ -417,6 +423,7 @@ async fn listen(
 #[derive(Clone, Debug)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Command>,
+    metrics: NodeMetrics,
 }
 
 impl NodeHandle {
@@ -444,14 +451,29 @@ impl NodeHandle {
         self.call(|reply| Command::Join { via, reply }).await?
     }
 
+    /// What this node counts about itself (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
     /// successor(key), found by an iterative lookup from this node.
     pub async fn lookup(&self, key: Id) -> Result<LookupResult<Contact>, NodeError> {
-        self.call(|reply| Command::Lookup {
-            key,
-            via: None,
-            reply,
-        })
-        .await?
+        self.lookup_from(key, None).await
+    }
+
+    /// A lookup, counted in the metrics.
+    async fn lookup_from(
+        &self,
+        key: Id,
+        via: Option<PeerRef>,
+    ) -> Result<LookupResult<Contact>, NodeError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .call(|reply| Command::Lookup { key, via, reply })
+            .await?;
+        let hops = result.as_ref().ok().map(|found| found.hops);
+        self.metrics.looked_up(hops, started.elapsed());
+        result
     }
 
     /// successor(key), asking `via` first: how a node outside the ring looks things up.
@@ -460,12 +482,7 @@ impl NodeHandle {
         via: PeerRef,
         key: Id,
     ) -> Result<LookupResult<Contact>, NodeError> {
-        self.call(|reply| Command::Lookup {
-            key,
-            via: Some(via),
-            reply,
-        })
-        .await?
+        self.lookup_from(key, Some(via)).await
     }
 
     pub async fn status(&self) -> Result<StatusReport, NodeError> {

@@ -116,6 +116,13 @@ impl EventLoop {
 
     /// Relay, hole punching, AutoNAT and identify events.
     pub(super) fn on_nat_event(&mut self, event: BehaviourEvent) {
+        match &event {
+            BehaviourEvent::Identify(e) => self.metrics.record(e),
+            BehaviourEvent::Ping(e) => self.metrics.record(e),
+            BehaviourEvent::Relay(e) => self.metrics.record(e),
+            BehaviourEvent::Dcutr(e) => self.metrics.record(e),
+            _ => {}
+        }
         match event {
             BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
             BehaviourEvent::Relay(event) => tracing::debug!("relay service: {event:?}"),

@@ -258,7 +258,23 @@ function setupUploads() {
   });
 }
 
-// Lookup: the key's place on the ring and the owner the node found, with the hop count.
+// Lookup: the key's place on the ring, the owner the node found, and the path hop by hop:
+// a numbered chord from each node that answered to the next, the last one to the owner.
+function drawLookupPath(found, g) {
+  const at = (id) => view && view.members.find((m) => m.id === id);
+  const stops = found.path.concat([found.owner.id]).map(at);
+  for (let i = 0; i + 1 < stops.length; i++) {
+    const [from, to] = [stops[i], stops[i + 1]];
+    if (!from || !to || from.id === to.id) continue;
+    const [x1, y1] = point(from.angle, R);
+    const [x2, y2] = point(to.angle, R);
+    el("line", { class: "lookup-hop", x1, y1, x2, y2, "data-hop": i + 1,
+      "data-from": from.id, "data-to": to.id }, g);
+    const label = el("text", { class: "lookup-hop-label", x: (x1 + x2) / 2, y: (y1 + y2) / 2 }, g);
+    label.textContent = String(i + 1);
+  }
+}
+
 function setupLookup() {
   $("lookup-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -278,8 +294,11 @@ function setupLookup() {
           el("line", { class: "lookup-line", x1: kx, y1: ky, x2: ox, y2: oy }, g);
         }
         el("circle", { class: "lookup-key", cx: kx, cy: ky, r: 5, "data-key": found.key }, g);
+        drawLookupPath(found, g);
+        const via = found.path.map((id) => short(id) + "…").join(" → ");
         $("lookup-result").textContent =
-          `key ${short(found.key)}… → ${short(found.owner.id)}… in ${found.hops} hops`;
+          `key ${short(found.key)}… → ${short(found.owner.id)}… in ${found.hops} hops` +
+          (via ? ` (asked ${via})` : "");
       })
       .catch((err) => { $("lookup-result").textContent = String(err); });
   });
