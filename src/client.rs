@@ -108,6 +108,11 @@ impl Client {
     }
 
     /// Whom the client's puts and removals are signed by (the uploader).
+    /// What this client counts: bytes of its transfer streams, its lookups, libp2p's own.
+    pub fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        self.node.metrics()
+    }
+
     pub fn peer_id(&self) -> libp2p::PeerId {
         self.identity.public().to_peer_id()
     }

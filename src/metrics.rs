@@ -127,72 +127,77 @@ impl NodeMetrics {
     pub fn new() -> NodeMetrics {
         let mut registry = Registry::default();
         let libp2p = libp2p::metrics::Metrics::new(&mut registry);
-        let inner = Inner {
-            libp2p,
-            rpcs: Family::default(),
-            rpc_failures: Family::default(),
-            bytes: Family::default(),
-            stabilize_rounds: Counter::default(),
-            pointer_changes: Family::default(),
-            lookups: Family::default(),
-            lookup_hops: Histogram::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0]),
-            // Seconds, from 1 ms to about 16 s.
-            lookup_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 8)),
-            repairs: Family::default(),
-            registry: Mutex::new(Registry::default()),
-        };
+        let rpcs = Family::<RpcLabels, Counter>::default();
+        let rpc_failures = Family::<RpcLabels, Counter>::default();
+        let bytes = Family::<BytesLabels, Counter>::default();
+        let stabilize_rounds = Counter::default();
+        let pointer_changes = Family::<PointerLabels, Counter>::default();
+        let lookups = Family::<ResultLabels, Counter>::default();
+        let lookup_hops = Histogram::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0]);
+        // Seconds, from 1 ms to about 16 s.
+        let lookup_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 8));
+        let repairs = Family::<ActionLabels, Counter>::default();
         let chord = registry.sub_registry_with_prefix("chord");
         chord.register(
             "rpcs",
             "Chord-protocol requests by kind: answered here (inbound) or asked (outbound)",
-            inner.rpcs.clone(),
+            rpcs.clone(),
         );
         chord.register(
             "rpc_failures",
             "Requests this node asked that got no answer (timeout, refused, connection lost)",
-            inner.rpc_failures.clone(),
+            rpc_failures.clone(),
         );
         chord.register(
             "protocol_bytes",
             "Bytes of the Chord messages and of file transfer streams, in and out",
-            inner.bytes.clone(),
+            bytes.clone(),
         );
         chord.register(
             "stabilize_rounds",
             "Periodic rounds run (stabilize, check_predecessor, fix_fingers)",
-            inner.stabilize_rounds.clone(),
+            stabilize_rounds.clone(),
         );
         chord.register(
             "pointer_changes",
             "Changes of this node's predecessor or first successor",
-            inner.pointer_changes.clone(),
+            pointer_changes.clone(),
         );
         chord.register(
             "lookups",
             "Lookups this node made (for itself, its clients and its gateway), by result",
-            inner.lookups.clone(),
+            lookups.clone(),
         );
         chord.register(
             "lookup_hops",
             "Hops of this node's successful lookups",
-            inner.lookup_hops.clone(),
+            lookup_hops.clone(),
         );
         chord.register(
             "lookup_duration_seconds",
             "Time this node's lookups took",
-            inner.lookup_seconds.clone(),
+            lookup_seconds.clone(),
         );
         chord.register(
             "repairs",
-            "What repair did: copies pushed to holders, keys handed off, replicas dropped, corrupt copies replaced",
-            inner.repairs.clone(),
+            "What repair did: copies pushed to holders, keys handed off, replicas dropped, \
+             corrupt copies replaced",
+            repairs.clone(),
         );
-        let inner = Inner {
-            registry: Mutex::new(registry),
-            ..inner
-        };
         NodeMetrics {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                registry: Mutex::new(registry),
+                libp2p,
+                rpcs,
+                rpc_failures,
+                bytes,
+                stabilize_rounds,
+                pointer_changes,
+                lookups,
+                lookup_hops,
+                lookup_seconds,
+                repairs,
+            }),
         }
     }
 
@@ -239,6 +244,11 @@ impl NodeMetrics {
             direction,
         };
         self.inner.bytes.get_or_create(&labels).clone()
+    }
+
+    /// Bytes of `protocol` so far, in (`read`) or out.
+    pub fn bytes_so_far(&self, protocol: Protocol, read: bool) -> u64 {
+        self.bytes(protocol, read).get()
     }
 
     /// `stream`, with its bytes counted as `protocol`'s.

@@ -652,3 +652,56 @@ async fn metrics_follow_lookups_transfers_and_a_lost_replica() {
     assert!(pushes(&nodes) > pushed_before, "no repair push counted");
     drop(gateway);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_file_reads_past_the_scratch_limit_are_refused_busy_not_queued() {
+    let nodes = settled_ring(3, 1203).await;
+    let gateway = serve(&nodes[0], loopback()).await;
+    let base = gateway.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Large enough that a reader who takes the headers and reads nothing keeps its body
+    // (and its scratch copy) open: more than the socket buffers hold.
+    let bytes = content(1203, 48 << 20);
+    let path = write_file(dir.path(), "big.bin", &bytes);
+    put_from(&nodes[1], &path, "big.bin").await.expect("put");
+    let url = format!("{base}files/big.bin");
+
+    // Four readers that stall after the headers: every scratch place is taken.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let response = client().get(&url).send().await.expect("get answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        stalled.push(response);
+    }
+    // A fifth whole-file read is refused at once, with the JSON error; a range still works.
+    let refused = client().get(&url).send().await.expect("get answers");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error = json_of(&refused.bytes().await.expect("body"));
+    assert_eq!(error["kind"], "busy", "{error}");
+    let part = client()
+        .get(&url)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .expect("range answers");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(part.bytes().await.expect("range body")[..] == bytes[1000..2000]);
+
+    // One stalled reader goes: its place frees, and a whole read gets every byte again.
+    drop(stalled.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = client().get(&url).send().await.expect("get answers");
+        if response.status() == StatusCode::OK {
+            assert!(response.bytes().await.expect("body")[..] == bytes[..]);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no place freed after a reader went"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chord_p2p::chord::Id;
 use chord_p2p::client::Client;
 use chord_p2p::files::{HasFiles, Role};
+use chord_p2p::metrics::Protocol;
 use chord_p2p::node::Node;
 use common::files::*;
 use common::*;
@@ -141,20 +142,29 @@ async fn a_range_read_fetches_about_the_range_and_checks_it() {
         .expect("put");
     let (client, entry) = client_of(refs[2]).await;
 
-    // 1 MiB starting mid-group, in the middle of the file: about 1 MiB moves.
+    // 1 MiB starting mid-group, in the middle of the file: about 1 MiB moves, as the
+    // client counts it and as its transfer streams carried it (requests, framing, the
+    // outboard and the pieces at the ends included).
     let first = 24 * MIB as u64 + 123_457;
     let last = first + MIB as u64 - 1;
     let mut out = Vec::new();
+    let wire_before = client.metrics().bytes_so_far(Protocol::Transfer, true);
     let report = client
         .get_range(&entry, "ranged.bin", first, last, &mut out)
         .await
         .expect("range");
+    let wire = client.metrics().bytes_so_far(Protocol::Transfer, true) - wire_before;
     assert!(out == big[first as usize..=last as usize], "wrong bytes");
     assert!(
         report.fetched <= MIB as u64 * 12 / 10,
         "{} bytes moved for 1 MiB",
         report.fetched
     );
+    assert!(
+        wire <= MIB as u64 * 12 / 10,
+        "{wire} bytes came in on transfer streams for 1 MiB"
+    );
+    println!("a 1 MiB range of 48 MiB: {wire} bytes in on the wire");
     // The last byte alone, and a small file's middle.
     let mut out = Vec::new();
     let end = big.len() as u64 - 1;
@@ -190,4 +200,91 @@ async fn a_range_read_fetches_about_the_range_and_checks_it() {
     ]);
     assert!(cli.status.success(), "{cli:?}");
     assert!(cli.stdout == big[1000..2000], "stdout is the range");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_flipped_byte_costs_about_one_group_not_a_whole_copy() {
+    // Repair far apart: the bad copy is found by the get itself.
+    let mut cfg = config();
+    cfg.files.repair_interval = Duration::from_secs(60);
+    let nodes = ring_one_by_one(4, &cfg, 47).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_exact(&refs, 4, Duration::from_secs(30), "exact ring").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let size = 64 * MIB;
+    let bytes = content(47, size);
+    let path = write_file(dir.path(), "big.bin", &bytes);
+    put_from(refs[0], &path, "big.bin").await.expect("put");
+    let names = vec![("big.bin".to_string(), blake3_of(&bytes))];
+    wait_copies(&refs, &names, "three copies in place").await;
+    let key = Id::hash(b"big.bin");
+    let holds = |n: &Node| n.files().and_then(|f| f.store().get(&key));
+    let getter = refs
+        .iter()
+        .copied()
+        .find(|n| holds(n).is_none())
+        .expect("a member that holds no copy");
+    let owner = refs
+        .iter()
+        .copied()
+        .find(|n| holds(n).map(|m| m.role) == Some(Role::Owner))
+        .expect("an owner");
+
+    // A first get computes each holder's outboard from good bytes.
+    get_from(getter, "big.bin", &dir.path().join("first.bin"))
+        .await
+        .expect("first get");
+
+    // One byte flipped in the middle of the owner's copy.
+    let data = owner.files().expect("files").store().data_path(&key);
+    let mut on_disk = std::fs::read(&data).expect("copy");
+    on_disk[size / 2 + 4321] ^= 0x01;
+    std::fs::write(&data, &on_disk).expect("corrupt");
+
+    let taken_before = getter.metrics().bytes_so_far(Protocol::Transfer, true);
+    let sent_before = owner.metrics().bytes_so_far(Protocol::Transfer, false);
+    let out = dir.path().join("second.bin");
+    let got = get_from(getter, "big.bin", &out).await.expect("get");
+    assert_eq!(got.hash, blake3_of(&bytes));
+    assert!(std::fs::read(&out).expect("out") == bytes, "bytes differ");
+    let taken = getter.metrics().bytes_so_far(Protocol::Transfer, true) - taken_before;
+    let sent = owner.metrics().bytes_so_far(Protocol::Transfer, false) - sent_before;
+    let delivered = got
+        .sources
+        .iter()
+        .find(|(holder, _)| holder.id == owner.id())
+        .map_or(0, |(_, bytes)| *bytes);
+    // What the bad holder put on its streams beyond the good groups it delivered and the bad
+    // group itself (its requests' answers and framing are a few hundred bytes).
+    let past = sent.saturating_sub(delivered + MIB as u64);
+    println!(
+        "64 MiB with one bad byte at the owner: the getter took in {taken} bytes \
+         ({:.2} MiB over the file); the bad holder sent {sent}, of which {delivered} were \
+         kept and {past} came after its bad group",
+        (taken as f64 - size as f64) / MIB as f64
+    );
+    assert!(
+        past <= MIB as u64 + 64 * 1024,
+        "the bad holder sent {past} bytes past its bad group"
+    );
+    // Before verified streaming the getter took in the whole bad copy and then a good one
+    // (131 MiB for 64). Now: the file, the bad group, a group past it, the end game's
+    // duplicates, the outboard and the framing.
+    assert!(
+        taken <= (size + 4 * MIB) as u64,
+        "the getter took in {taken} bytes for a {size}-byte file"
+    );
+    // The bad holder is told: it marks its copy corrupt (not served until repair replaces it).
+    let files = owner.files().expect("files").clone();
+    wait_for(Duration::from_secs(10), "the bad copy marked", || {
+        let files = files.clone();
+        async move {
+            if files.is_corrupt(&key) {
+                Ok(())
+            } else {
+                Err("the owner still takes its copy for good".to_string())
+            }
+        }
+    })
+    .await;
 }

@@ -42,11 +42,20 @@ fn node_line(node: &PeerRef) -> String {
 }
 
 pub fn lookup_text(name: &str, result: &LookupResult<Contact>) -> String {
+    // Who answered, then the owner (once, if it answered last itself).
+    let mut path: Vec<String> = result
+        .path
+        .iter()
+        .chain([&result.owner.id])
+        .map(short)
+        .collect();
+    path.dedup();
     format!(
-        "{name}\n  key    {}\n  owner  {}\n  hops   {}",
+        "{name}\n  key    {}\n  owner  {}\n  hops   {}\n  path   {}",
         result.key,
         node_line(&result.owner),
-        result.hops
+        result.hops,
+        path.join(" → ")
     )
 }
 
@@ -164,6 +173,10 @@ pub fn get_json(r: &GetReport) -> Value {
         "from": node_json(&r.from),
         "resumed_from": r.resumed_from,
         "via": via_text(r.via),
+        "sources": r.sources.iter().map(|(holder, bytes)| json!({
+            "peer_id": holder.addr.peer_id.to_string(),
+            "bytes": bytes,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -172,11 +185,14 @@ pub fn get_text(r: &GetReport) -> String {
         0 => String::new(),
         n => format!(", resumed after {}", size_text(n)),
     };
+    let from = match r.sources.len() {
+        0 | 1 => r.from.addr.peer_id.to_string(),
+        n => format!("{n} holders at once (most from {})", r.from.addr.peer_id),
+    };
     format!(
-        "got {} ({}, verified{resumed}) from {} into {}",
+        "got {} ({}, verified{resumed}) from {from} into {}",
         r.name,
         size_text(r.size),
-        r.from.addr.peer_id,
         r.path.display()
     )
 }

@@ -243,7 +243,7 @@ impl Files {
         }
     }
 
-    pub(super) fn is_corrupt(&self, key: &Id) -> bool {
+    pub fn is_corrupt(&self, key: &Id) -> bool {
         locked(&self.inner.corrupt).contains(key)
     }
 

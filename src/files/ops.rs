@@ -40,6 +40,18 @@ pub struct GetReport {
     pub resumed_from: u64,
     /// How the bytes came.
     pub via: Via,
+    /// Bytes each holder delivered (checked and written), in the order they were asked;
+    /// one entry when one holder sent the file.
+    pub sources: Vec<(PeerRef, u64)>,
+}
+
+/// What a fetch got, and from whom.
+pub(crate) struct Fetched {
+    /// The holder that sent the most.
+    pub from: PeerRef,
+    pub resumed_from: u64,
+    pub via: Via,
+    pub sources: Vec<(PeerRef, u64)>,
 }
 
 /// The owner of `key` and the nodes after it, in the order to try them.
@@ -193,16 +205,16 @@ pub async fn fetch_chosen(
     progress: Progress<'_>,
 ) -> Result<GetReport, FilesError> {
     let version = &chosen.version;
-    let (from, resumed_from, via) =
-        fetch_version(access, version, &chosen.sources, out, progress).await?;
+    let fetched = fetch_version(access, version, &chosen.sources, out, progress).await?;
     Ok(GetReport {
         name: version.name.clone(),
         size: version.size,
         hash: version.hash,
         path: out.to_path_buf(),
-        from,
-        resumed_from,
-        via,
+        from: fetched.from,
+        resumed_from: fetched.resumed_from,
+        via: fetched.via,
+        sources: fetched.sources,
     })
 }
 
@@ -215,7 +227,7 @@ pub(crate) async fn fetch_version(
     sources: &[PeerRef],
     out: &Path,
     progress: Progress<'_>,
-) -> Result<(PeerRef, u64, Via), FilesError> {
+) -> Result<Fetched, FilesError> {
     let key = version.key;
     // Several remote holders of a large file: from all of them at once, when one of them
     // sends the file's outboard (older peers do not; then one after the other, as below).
@@ -254,7 +266,14 @@ pub(crate) async fn fetch_version(
             _ => access.get_from(node, version, out, progress).await,
         };
         match result {
-            Ok((resumed_from, via)) => return Ok((node.clone(), resumed_from, via)),
+            Ok((resumed_from, via)) => {
+                return Ok(Fetched {
+                    from: node.clone(),
+                    resumed_from,
+                    via,
+                    sources: vec![(node.clone(), version.size - resumed_from)],
+                })
+            }
             Err(e) => {
                 tracing::info!(peer = %node.addr.peer_id, "get of {} failed there: {e}", version.name);
                 if matches!(e, FilesError::Transfer(TransferError::HashMismatch))

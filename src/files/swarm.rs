@@ -16,6 +16,7 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 
 use super::access::{Access, Via};
 use super::error::FilesError;
+use super::ops::Fetched;
 use super::transfer::{self, read_frame, write_frame, GetReply, Progress, TransferRequest};
 use crate::net::protocol::FileRequest;
 use crate::net::PeerRef;
@@ -26,8 +27,10 @@ use crate::verified::{self, Outboard, GROUP_BYTES};
 /// Files smaller than this come from one holder: a second stream would cost more than it
 /// brings.
 pub const SWARM_MIN_BYTES: u64 = 4 * GROUP_BYTES;
-/// Groups asked of a holder in one range request.
-const BATCH_GROUPS: u64 = 4;
+/// Groups asked of a holder in one range request. Two: a holder whose copy turns out bad
+/// has sent at most one group past the bad one when its stream is dropped (on a link slower
+/// than the reader, only what was in flight), and a request per 2 MiB costs little.
+const BATCH_GROUPS: u64 = 2;
 /// Failed range requests after which a holder is given up for this get.
 const MAX_FAILURES: u32 = 3;
 
@@ -38,7 +41,7 @@ struct Plan {
     /// How many workers are fetching each group now.
     fetching: Vec<u32>,
     bytes_done: u64,
-    /// Groups each holder delivered (those written from its copy).
+    /// Bytes each holder delivered (groups written from its copy).
     delivered: Vec<u64>,
     /// Told once every group is in: workers still waiting on a dying holder are not awaited.
     finished: Arc<tokio::sync::Notify>,
@@ -96,7 +99,8 @@ impl Plan {
 }
 
 /// Fetches `version` into `out` from all of `sources` at once; see the module doc. Returns
-/// the holder that sent the most, the bytes kept from an earlier get, and how it was reached.
+/// the holder that sent the most, the bytes kept from an earlier get, how it was reached,
+/// and the bytes each holder delivered.
 /// `tree` is the outboard [`fetch_tree`] got (and how its holder was reached).
 pub(crate) async fn fetch(
     access: &Access,
@@ -105,7 +109,7 @@ pub(crate) async fn fetch(
     out: &Path,
     progress: Progress<'_>,
     tree: (Arc<Outboard>, Via),
-) -> Result<(PeerRef, u64, Via), FilesError> {
+) -> Result<Fetched, FilesError> {
     let (tree, via) = tree;
     let partial = transfer::partial_path(out);
     let (file, earlier) = open_partial(&partial, version.size)?;
@@ -174,7 +178,7 @@ pub(crate) async fn fetch(
         .map(|(s, n)| format!("{} {n}", s.addr.peer_id))
         .collect();
     tracing::info!(
-        "{} from {} holders at once, groups each: {}",
+        "{} from {} holders at once, bytes each: {}",
         version.name,
         sources.len(),
         shares.join(", ")
@@ -195,7 +199,12 @@ pub(crate) async fn fetch(
     let most = (0..sources.len())
         .max_by_key(|i| delivered[*i])
         .unwrap_or(0);
-    Ok((sources[most].clone(), resumed, via))
+    Ok(Fetched {
+        from: sources[most].clone(),
+        resumed_from: resumed,
+        via,
+        sources: sources.iter().cloned().zip(delivered).collect(),
+    })
 }
 
 fn lock(plan: &Mutex<Plan>) -> std::sync::MutexGuard<'_, Plan> {
@@ -427,7 +436,7 @@ impl Worker<'_> {
             }
             plan.done[g as usize] = true;
             plan.bytes_done += len as u64;
-            plan.delivered[self.index] += 1;
+            plan.delivered[self.index] += len as u64;
             if plan.all_done() {
                 plan.finished.notify_one();
             }

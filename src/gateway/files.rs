@@ -27,6 +27,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
@@ -193,8 +194,24 @@ async fn get_file(
                 .into_response())
         }
         Wanted::Whole => {
+            let permit = scratch_permit(&state)?;
+            let usage = state.files.store().usage();
+            if let Some(limit) = usage.limit.filter(|l| usage.used.saturating_add(size) > *l) {
+                return Err(ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "full",
+                    format!(
+                        "'{name}' ({size} bytes) does not fit beside what this node stores \
+                         ({} of {limit} bytes used); ask for a range of it instead",
+                        usage.used
+                    ),
+                ));
+            }
             let out = state.files.store().scratch_path("gateway-get");
-            let scratch = Scratch(vec![out.clone(), transfer::partial_path(&out)]);
+            let scratch = Scratch {
+                paths: vec![out.clone(), transfer::partial_path(&out)],
+                _permit: permit,
+            };
             ops::fetch_chosen(&access, &chosen, &out, None).await?;
             let file = tokio::fs::File::open(&out)
                 .await
@@ -205,13 +222,35 @@ async fn get_file(
     }
 }
 
+/// Whole files the gateway keeps in scratch files at once (gets fetched before they are
+/// sent, puts received before they are put); past it a request is refused "busy" at once,
+/// so readers cannot fill the disk with copies of the ring's largest file.
+pub(super) const MAX_SCRATCH: usize = 4;
+
+/// A place among the [`MAX_SCRATCH`], or the clear refusal.
+fn scratch_permit(state: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.scratch.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "busy: the gateway is already moving {MAX_SCRATCH} whole files; try again \
+                 shortly, or ask for a range"
+            ),
+        )
+    })
+}
+
 /// Scratch files, removed when dropped (with the body that streams them, or the request
-/// that failed).
-struct Scratch(Vec<PathBuf>);
+/// that failed), and their place among the [`MAX_SCRATCH`].
+struct Scratch {
+    paths: Vec<PathBuf>,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        for path in &self.0 {
+        for path in &self.paths {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -283,8 +322,12 @@ async fn put_file(
             "'{name}' ends with /, which names a folder; put files under it, or drop the /"
         )));
     }
+    let permit = scratch_permit(&state)?;
     let path = state.files.store().scratch_path("gateway-put");
-    let _scratch = Scratch(vec![path.clone()]);
+    let _scratch = Scratch {
+        paths: vec![path.clone()],
+        _permit: permit,
+    };
     receive(body, &path, &state.metrics).await?;
     let access = state.files.access();
     let report = ops::upload(&access, &path, &name, None).await?;

@@ -84,6 +84,7 @@ impl Bound {
             metrics: Arc::new(Metrics::new(files.clone())),
             files,
             auth: Arc::new(self.auth),
+            scratch: Arc::new(tokio::sync::Semaphore::new(files::MAX_SCRATCH)),
         };
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let listener = self.listener;
@@ -171,6 +172,8 @@ struct Shared {
     files: Files,
     auth: Arc<Auth>,
     metrics: Arc<Metrics>,
+    /// Places for whole files in scratch files (see [`files::MAX_SCRATCH`]).
+    scratch: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every route, behind the token check and, outermost, the request metrics (so refusals

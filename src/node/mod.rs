@@ -279,6 +279,11 @@ impl Node {
         self.handle.clone()
     }
 
+    /// What this node counts about itself (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &NodeMetrics {
+        self.handle.metrics()
+    }
+
     /// Opens transfer streams from this node.
     pub fn control(&self) -> libp2p_stream::Control {
         self.control.clone()
