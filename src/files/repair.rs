@@ -129,58 +129,17 @@ impl Files {
         copies
     }
 
-    /// Tells each replica holder what this node owns and sends what they lack. A holder's
-    /// "removed" counts only with the uploader's signed removal of this very version.
+    /// Tells each replica holder what this node owns and sends what they lack, all holders at
+    /// once (a dead one costs the round one request timeout, not one per holder).
     async fn replicate_owned(&self, view: &View, owned: &[Id]) {
-        let access = self.access();
-        let store = &self.inner.store;
+        let asked = view.holders.iter().map(|h| self.sync_holder(h, owned));
+        let held_by = futures::future::join_all(asked).await;
         // Holders that said they already held each owned key when this round asked (copies
         // pushed this round are confirmed by the next round's asking).
         let mut confirmed: std::collections::HashMap<Id, usize> =
             owned.iter().map(|k| (*k, 0)).collect();
-        for holder in &view.holders {
-            for keys in owned.chunks(MAX_INVENTORY) {
-                let batch: Vec<Held> = keys.iter().filter_map(|k| store.held(k)).collect();
-                let entries = batch.iter().map(inventory_entry).collect();
-                let Ok(FileResponse::Inventory { missing, removed }) = access
-                    .file_request(holder, FileRequest::Inventory { entries })
-                    .await
-                else {
-                    continue;
-                };
-                for held in batch.iter().filter(|h| !missing.contains(&h.key)) {
-                    *confirmed.entry(held.key).or_default() += 1;
-                }
-                let valid = removed
-                    .into_iter()
-                    .take(MAX_INVENTORY)
-                    .filter(|t| t.check(now()).is_ok())
-                    .collect();
-                for step in after_inventory(&batch, &missing, valid) {
-                    match step {
-                        InventoryStep::Apply(stone) => {
-                            if let Err(e) = self.apply_tombstone(&stone) {
-                                tracing::warn!("cannot keep a removal: {e}");
-                            }
-                        }
-                        InventoryStep::Push(key) => {
-                            let Some(meta) = store.get(&key) else {
-                                continue;
-                            };
-                            let meta = &meta;
-                            match self.push(holder, meta, Role::Replica).await {
-                                Err(FilesError::Transfer(TransferError::Removed)) => {
-                                    self.learn_removal(holder, meta).await
-                                }
-                                Err(e) => {
-                                    tracing::debug!(name = meta.name, "replication failed: {e}")
-                                }
-                                Ok(_) => self.metrics().repaired(RepairAction::Push),
-                            }
-                        }
-                    }
-                }
-            }
+        for key in held_by.into_iter().flatten() {
+            *confirmed.entry(key).or_default() += 1;
         }
         // Owned keys with fewer than R - 1 holders holding them when asked: what metrics call
         // under-replicated until the next round. Counting only what holders said they held
@@ -188,9 +147,69 @@ impl Files {
         // fast the ring healed and repair refilled its place.
         let wanted = self.replicas() - 1;
         let under = confirmed.values().filter(|n| **n < wanted).count() as u64;
+        tracing::debug!(
+            owned = owned.len(),
+            holders = view.holders.len(),
+            under,
+            "replica holders asked"
+        );
         self.inner
             .under_replicated
             .store(under, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One replica holder's part of [`Files::replicate_owned`]: its inventory, the removals
+    /// it proves, the copies it lacks. Returns the keys it said it held. A holder's "removed"
+    /// counts only with the uploader's signed removal of this very version.
+    async fn sync_holder(&self, holder: &PeerRef, owned: &[Id]) -> Vec<Id> {
+        let access = self.access();
+        let store = &self.inner.store;
+        let mut held_there = Vec::new();
+        for keys in owned.chunks(MAX_INVENTORY) {
+            let batch: Vec<Held> = keys.iter().filter_map(|k| store.held(k)).collect();
+            let entries = batch.iter().map(inventory_entry).collect();
+            let Ok(FileResponse::Inventory { missing, removed }) = access
+                .file_request(holder, FileRequest::Inventory { entries })
+                .await
+            else {
+                continue;
+            };
+            held_there.extend(
+                batch
+                    .iter()
+                    .filter(|h| !missing.contains(&h.key))
+                    .map(|h| h.key),
+            );
+            let valid = removed
+                .into_iter()
+                .take(MAX_INVENTORY)
+                .filter(|t| t.check(now()).is_ok())
+                .collect();
+            for step in after_inventory(&batch, &missing, valid) {
+                match step {
+                    InventoryStep::Apply(stone) => {
+                        if let Err(e) = self.apply_tombstone(&stone) {
+                            tracing::warn!("cannot keep a removal: {e}");
+                        }
+                    }
+                    InventoryStep::Push(key) => {
+                        let Some(meta) = store.get(&key) else {
+                            continue;
+                        };
+                        match self.push(holder, &meta, Role::Replica).await {
+                            Err(FilesError::Transfer(TransferError::Removed)) => {
+                                self.learn_removal(holder, &meta).await
+                            }
+                            Err(e) => {
+                                tracing::debug!(name = meta.name, "replication failed: {e}")
+                            }
+                            Ok(_) => self.metrics().repaired(RepairAction::Push),
+                        }
+                    }
+                }
+            }
+        }
+        held_there
     }
 
     /// A key this node owned now belongs to someone else (a node joined before it). The copy

@@ -229,6 +229,7 @@ impl Node {
         let handle = NodeHandle {
             tx,
             metrics: metrics.clone(),
+            request_limit: config.chord.rpc_timeout * 2,
         };
         let control = swarm.behaviour().stream.new_control();
 
@@ -429,6 +430,10 @@ async fn listen(
 pub struct NodeHandle {
     tx: mpsc::Sender<Command>,
     metrics: NodeMetrics,
+    /// Longest wait for the answer to one [`NodeHandle::request`]: libp2p's request timeout
+    /// starts only once a stream is open, and opening one on a connection to a peer that
+    /// died unseen waits for the transport (10 s over QUIC), which would stall repair.
+    request_limit: Duration,
 }
 
 impl NodeHandle {
@@ -539,7 +544,10 @@ impl NodeHandle {
     ) -> Result<WireResponse, NodeError> {
         let to = to.clone();
         let request = Box::new(request);
-        self.call(|reply| Command::Request { to, request, reply })
-            .await?
+        let call = self.call(|reply| Command::Request { to, request, reply });
+        match tokio::time::timeout(self.request_limit, call).await {
+            Ok(answer) => answer?,
+            Err(_) => Err(NodeError::Timeout(self.request_limit)),
+        }
     }
 }
