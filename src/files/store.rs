@@ -387,17 +387,25 @@ impl Store {
 
     /// At most `max` files with keys after `after` (from the start when `None`), in key
     /// order, and whether more follow: a page, read without copying the index. A record that
-    /// cannot be read fails the page (a listing never leaves out a file it holds).
+    /// cannot be read fails the page (a listing never leaves out a file it holds); one
+    /// removed while the page is read is left out.
     pub fn page(&self, after: Option<Id>, max: usize) -> Result<(Vec<FileMeta>, bool), StoreError> {
         use std::ops::Bound;
-        let index = self.lock();
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut range = index.entries.range((from, Bound::Unbounded));
-        let mut page = Vec::new();
-        for (key, _) in range.by_ref().take(max) {
-            page.extend(self.read_entry(&index, key)?);
+        // The keys under the lock; each record read with the lock taken for it alone, so a
+        // page of 512 metadata files never holds up the store's other work for all of them.
+        let (keys, more) = {
+            let index = self.lock();
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut range = index.entries.range((from, Bound::Unbounded));
+            let keys: Vec<Id> = range.by_ref().take(max).map(|(key, _)| *key).collect();
+            (keys, range.next().is_some())
+        };
+        let mut page = Vec::with_capacity(keys.len());
+        for key in &keys {
+            // Gone since the keys were read: not on this page.
+            page.extend(self.try_get(key)?);
         }
-        Ok((page, range.next().is_some()))
+        Ok((page, more))
     }
 
     /// When the owner last confirmed this replica (or when it was stored); `None` if held
