@@ -38,7 +38,7 @@ fn arguments_are_checked_before_anything_starts() {
     assert!(fails(&["--rpc-timeout", "1ms"]).contains("too short"));
     assert!(fails(&["--stabilize-interval", "100y"]).contains("too long"));
     let replicas = fails(&["--replicas", "10", "--successors", "4"]);
-    assert!(replicas.contains("--successors 9"), "{replicas}");
+    assert!(replicas.contains("--successors 10"), "{replicas}");
 
     // No peer anywhere: one line that says where a default comes from; as JSON with --json.
     let dir = tempfile::tempdir().expect("tempdir");

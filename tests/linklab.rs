@@ -32,7 +32,7 @@ const MIB: u64 = 1 << 20;
 /// Ring timing inside the lab: a full uplink queues a request behind up to 50 ms of data.
 const RING: &[&str] = &[
     "--successors",
-    "4",
+    "5",
     "--stabilize-interval",
     "200ms",
     "--rpc-timeout",

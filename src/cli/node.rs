@@ -94,12 +94,14 @@ pub(super) fn default_data_dir(listen: &[Multiaddr]) -> Option<PathBuf> {
 
 pub(super) async fn run_node(host_port: Option<(String, u16)>, args: NodeArgs) -> Result<()> {
     let json = args.output.json;
-    if args.replicas > args.successors + 1 {
+    // A lookup's answer names the owner and the next successors of the node before it, one
+    // fewer than that node's list holds: R copies can all be found (and all serve a get) only
+    // when R ≤ r.
+    if args.replicas > args.successors {
         return Err(usage(format!(
             "--replicas {} needs --successors {} or more: a file's copies sit on its owner's \
-             successors",
-            args.replicas,
-            args.replicas - 1
+             successors, and a lookup names only as many holders as the successor list is long",
+            args.replicas, args.replicas
         )));
     }
     let listen = listen_addrs(host_port, &args)?;
