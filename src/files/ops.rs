@@ -6,7 +6,7 @@ use super::access::{Access, Via};
 use super::error::FilesError;
 use super::names::check_name;
 use super::store::{unix_millis, FileMeta, Hash, Role};
-use super::swarm;
+use super::swarm::{self, Fetched};
 use super::transfer::{self, Progress, TransferError, TransferRequest};
 use crate::chord::{Id, LookupResult};
 use crate::net::protocol::{FileRequest, FileResponse};
@@ -42,15 +42,6 @@ pub struct GetReport {
     pub via: Via,
     /// Bytes each holder delivered (checked and written), in the order they were asked;
     /// one entry when one holder sent the file.
-    pub sources: Vec<(PeerRef, u64)>,
-}
-
-/// What a fetch got, and from whom.
-pub(crate) struct Fetched {
-    /// The holder that sent the most.
-    pub from: PeerRef,
-    pub resumed_from: u64,
-    pub via: Via,
     pub sources: Vec<(PeerRef, u64)>,
 }
 

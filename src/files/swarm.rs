@@ -16,7 +16,6 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 
 use super::access::{Access, Via};
 use super::error::FilesError;
-use super::ops::Fetched;
 use super::transfer::{self, read_frame, write_frame, GetReply, Progress, TransferRequest};
 use crate::net::protocol::FileRequest;
 use crate::net::PeerRef;
@@ -33,6 +32,16 @@ pub const SWARM_MIN_BYTES: u64 = 4 * GROUP_BYTES;
 const BATCH_GROUPS: u64 = 2;
 /// Failed range requests after which a holder is given up for this get.
 const MAX_FAILURES: u32 = 3;
+
+/// What a fetch got, and from whom (from several holders here, or from one in `ops`).
+pub(crate) struct Fetched {
+    /// The holder that sent the most.
+    pub from: PeerRef,
+    pub resumed_from: u64,
+    pub via: Via,
+    /// Bytes each holder delivered.
+    pub sources: Vec<(PeerRef, u64)>,
+}
 
 /// Which groups are done, waiting, or being fetched, shared by the holders' workers.
 struct Plan {
