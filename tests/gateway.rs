@@ -17,6 +17,7 @@ use chord_p2p::files::{HasFiles, Role};
 use chord_p2p::gateway::{Gateway, GatewayConfig, GatewayError};
 use chord_p2p::node::Node;
 use common::files::*;
+use common::metrics::{parse, sample};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -85,25 +86,10 @@ async fn scrape(http: &reqwest::Client, base: &str) -> prometheus_parse::Scrape 
         .expect("metrics answer");
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("metrics body");
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("metrics parse as Prometheus text")
+    parse(&text)
 }
 
 /// The value of the sample `metric` whose labels include `labels` (0 if there is none).
-fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            other => panic!("{metric} is not a plain value: {other:?}"),
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gets_ranges_heads_api_and_metrics() {

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chord_p2p::chord::{Id, IdealRing};
+use common::metrics::{parse, sample};
 use common::procs::{oneshot_json, peer_id_of, Proc};
 use serde_json::Value;
 
@@ -66,23 +67,7 @@ async fn scrape(http: &reqwest::Client, member: &Member) -> prometheus_parse::Sc
         .text()
         .await
         .expect("metrics body");
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("metrics parse as Prometheus text")
-}
-
-fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            other => panic!("{metric} is not a plain value: {other:?}"),
-        })
-        .sum()
+    parse(&text)
 }
 
 /// The ring's view from `member`'s `/api/ring`.
