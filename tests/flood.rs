@@ -438,8 +438,10 @@ async fn a_flooded_member_keeps_its_ring_its_files_and_its_memory() {
         assert_eq!(tally.2, 0, "{what} left hanging");
     }
     // The member holds at most 64 uploads at once and cuts the idlest crawler when a newcomer
-    // needs room, so a few more than 64 are taken over the flood; most are refused.
-    assert!(t.1 >= 300, "only {} of 500 trickling uploads refused", t.1);
+    // (a crawler or an honest upload) needs room, so crawlers rotate through the slots: over
+    // the flood 110-210 of them were taken for a while (more when more honest transfers ran
+    // meanwhile), the rest refused at once.
+    assert!(t.1 >= 200, "only {} of 500 trickling uploads refused", t.1);
     assert!(peak < 300 << 20, "peak RSS {} MB", peak >> 20);
     assert!(
         flooded <= quiet * 3,
