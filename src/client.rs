@@ -13,7 +13,7 @@ use crate::files::ticket::{self, Ticket, TicketError};
 use crate::files::transfer::Progress;
 use crate::files::{Access, FilesError};
 use crate::files::{FileMeta, FilesConfig};
-use crate::net::protocol::{check_status, FileRequest, FileResponse};
+use crate::net::protocol::{check_status, list_page_moves_on, FileRequest, FileResponse};
 use crate::net::{Contact, PeerRef, StatusReport, Target, WireRequest, WireResponse};
 use crate::node::{DataDir, Node, NodeConfig, NodeError};
 
@@ -277,12 +277,7 @@ impl Client {
                 .await?
             {
                 FileResponse::List { files, more } => {
-                    // Pages must move forward in key order, or a broken peer could loop us.
-                    let forward = match (files.last(), after) {
-                        (Some(last), Some(after)) => last.key > after,
-                        (Some(_), None) => true,
-                        (None, _) => false,
-                    };
+                    let forward = list_page_moves_on(&files, after);
                     all.extend(files);
                     if !more || !forward {
                         return Ok(all);

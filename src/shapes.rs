@@ -90,19 +90,19 @@ pub fn with_ticket(mut value: Value, ticket: &str) -> Value {
 
 /// `ls --json` and `GET /api/ls`: `{"files": [{"name", "key", "size", "hash", "role"}]}`.
 pub fn files_json(files: &[FileMeta]) -> Value {
-    let files: Vec<Value> = files
-        .iter()
-        .map(|f| {
-            json!({
-                "name": f.name,
-                "key": f.key.to_hex(),
-                "size": f.size,
-                "hash": hash_hex(&f.hash),
-                "role": role_text(f.role),
-            })
-        })
-        .collect();
+    let files: Vec<Value> = files.iter().map(file_json).collect();
     json!({ "files": files })
+}
+
+/// One file as `ls --json` lists it: `{"name", "key", "size", "hash", "role"}`.
+pub fn file_json(f: &FileMeta) -> Value {
+    json!({
+        "name": f.name,
+        "key": f.key.to_hex(),
+        "size": f.size,
+        "hash": hash_hex(&f.hash),
+        "role": role_text(f.role),
+    })
 }
 
 /// `rm --json` and `DELETE /files/{name}`.

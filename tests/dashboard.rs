@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,7 +20,7 @@ use chord_p2p::files::HasFiles;
 use chord_p2p::gateway::{Gateway, GatewayConfig};
 use common::files::*;
 use common::procs::{free_port, oneshot_json};
-use common::{start, target_of};
+use common::{start, target_of, wait_for};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -216,7 +215,7 @@ async fn checks(page: Client, downloads: PathBuf) {
         .await
         .expect("file chosen");
     let done = "li.upload.done[data-name='from-page.bin']";
-    wait_page(PAGE_WAIT, "the page's upload done", || async {
+    wait_for(PAGE_WAIT, "the page's upload done", || async {
         if count(&page, done).await == 1 {
             return Ok(());
         }
@@ -264,7 +263,7 @@ async fn checks(page: Client, downloads: PathBuf) {
         "10s",
     ]);
     let link = "tr.file-row[data-name='from-cli.bin'] a.download";
-    wait_page(PAGE_WAIT, "the CLI's file listed", || async {
+    wait_for(PAGE_WAIT, "the CLI's file listed", || async {
         match count(&page, link).await {
             1 => Ok(()),
             n => Err(format!("{n} links")),
@@ -273,7 +272,7 @@ async fn checks(page: Client, downloads: PathBuf) {
     .await;
     click(&page, link).await;
     let saved = downloads.join("from-cli.bin");
-    wait_page(PAGE_WAIT, "the download saved", || async {
+    wait_for(PAGE_WAIT, "the download saved", || async {
         match std::fs::read(&saved) {
             Ok(bytes) if bytes.len() == put_bytes.len() => Ok(()),
             Ok(bytes) => Err(format!("{} bytes so far", bytes.len())),
@@ -325,7 +324,7 @@ async fn checks(page: Client, downloads: PathBuf) {
     let hops_script = "return [...document.querySelectorAll('line.lookup-hop')].map(l => \
         [+l.dataset.hop, l.dataset.from, l.dataset.to]);";
     let drawn: std::sync::Mutex<Vec<(u64, String, String)>> = Default::default();
-    wait_page(PAGE_WAIT, "the lookup path drawn", || async {
+    wait_for(PAGE_WAIT, "the lookup path drawn", || async {
         let value = page
             .execute(hops_script, vec![])
             .await
@@ -418,7 +417,7 @@ async fn members(page: &Client) -> Result<Vec<Drawn>, String> {
 async fn wait_members(page: &Client, ids: &[Id], what: &str) {
     let mut want: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
     want.sort();
-    wait_page(PAGE_WAIT, what, || async {
+    wait_for(PAGE_WAIT, what, || async {
         let mut drawn: Vec<String> = members(page).await?.into_iter().map(|m| m.id).collect();
         drawn.sort();
         if drawn == want {
@@ -439,7 +438,7 @@ async fn count(page: &Client, css: &str) -> usize {
 
 /// Clicks what `css` finds, again if the page redrew it between finding and clicking.
 async fn click(page: &Client, css: &str) {
-    wait_page(PAGE_WAIT, &format!("click {css}"), || async {
+    wait_for(PAGE_WAIT, &format!("click {css}"), || async {
         let found = page
             .find(Locator::Css(css))
             .await
@@ -447,23 +446,4 @@ async fn click(page: &Client, css: &str) {
         found.click().await.map_err(|e| e.to_string())
     })
     .await;
-}
-
-/// Polls `check` every 200 ms until it passes; fails with its last word after `limit`.
-async fn wait_page<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let last = match check().await {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        if tokio::time::Instant::now() >= deadline {
-            panic!("{what}: not within {limit:?}: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

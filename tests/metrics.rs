@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chord_p2p::chord::{Id, IdealRing};
 use common::metrics::{parse, sample};
 use common::procs::{oneshot_json, peer_id_of, Proc};
+use common::wait_for;
 use serde_json::Value;
 
 /// A member process with its HTTP server.
@@ -83,26 +84,6 @@ async fn ring_view(http: &reqwest::Client, member: &Member) -> Value {
     serde_json::from_slice(&body).expect("ring JSON")
 }
 
-/// Polls `check` every 100 ms until it passes; fails with its last word after `limit`.
-async fn wait<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        let last = match check().await {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// How many members hold `name` (the same version), as `member` sees the ring.
 async fn copies(http: &reqwest::Client, member: &Member, name: &str) -> (usize, Vec<String>) {
     let view = ring_view(http, member).await;
@@ -133,7 +114,7 @@ async fn a_replica_holder_killed_9_shows_in_the_owners_gauge_until_repair() {
     let http = http();
     let ids: Vec<Id> = members.iter().map(Member::id).collect();
     let ring = IdealRing::new(ids.iter().copied());
-    wait(Duration::from_secs(30), "5 members in the view", || async {
+    wait_for(Duration::from_secs(30), "5 members in the view", || async {
         let view = ring_view(&http, &members[0]).await;
         match view["members"].as_array().map(Vec::len) {
             Some(5) => Ok(()),
@@ -161,7 +142,7 @@ async fn a_replica_holder_killed_9_shows_in_the_owners_gauge_until_repair() {
     ]);
     assert_eq!(put["replicas"], 3, "{put}");
     let owner = &members[0];
-    wait(
+    wait_for(
         Duration::from_secs(30),
         "three copies, none short",
         || async {
@@ -221,7 +202,7 @@ async fn a_replica_holder_killed_9_shows_in_the_owners_gauge_until_repair() {
         rose_after.unwrap_or_default(),
         started.elapsed()
     );
-    wait(Duration::from_secs(30), "three copies again", || async {
+    wait_for(Duration::from_secs(30), "three copies again", || async {
         match copies(&http, owner, &name).await {
             (3, _) => Ok(()),
             (n, _) => Err(format!("{n} copies")),

@@ -5,10 +5,10 @@ use chord_p2p::files::store::hash_hex;
 use chord_p2p::files::{FileMeta, GetReport, PutReport};
 use chord_p2p::net::{Contact, PeerRef, StatusReport};
 // The JSON shapes live in the library, shared with the HTTP API.
+use chord_p2p::shapes::{file_json, removed_json, role_text, via_text};
 pub use chord_p2p::shapes::{
     files_json, lookup_json, node_json, put_json, status_json, with_ticket,
 };
-use chord_p2p::shapes::{removed_json, role_text, via_text};
 use serde_json::{json, Value};
 
 /// Bytes for people: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.5 GiB`, `2.0 TiB`.
@@ -203,15 +203,12 @@ pub fn ring_files_json(listing: &chord_p2p::client::RingListing) -> Value {
         .files
         .iter()
         .map(|(f, owner)| {
-            json!({
-                "name": f.name,
-                "key": f.key.to_hex(),
-                "size": f.size,
-                "hash": hash_hex(&f.hash),
-                "role": role_text(f.role),
-                "uploader": f.uploader,
-                "owner": node_json(owner),
-            })
+            let mut file = file_json(f);
+            if let Some(fields) = file.as_object_mut() {
+                fields.insert("uploader".into(), f.uploader.clone().into());
+                fields.insert("owner".into(), node_json(owner));
+            }
+            file
         })
         .collect();
     json!({ "files": files, "members": listing.members, "cut_short": listing.cut_short })

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::chord::Id;
 use crate::files::Files;
-use crate::net::protocol::{check_status, FileRequest, FileResponse};
+use crate::net::protocol::{check_status, list_page_moves_on, FileRequest, FileResponse};
 use crate::net::{PeerRef, StatusReport, WireRequest, WireResponse};
 use crate::records::{hash_hex, FileMeta, Role};
 use crate::shapes::status_json;
@@ -110,11 +110,7 @@ async fn ask_list(files: &Files, at: &PeerRef) -> Vec<FileMeta> {
         let asked = access.file_request(at, FileRequest::List { after });
         match tokio::time::timeout(ASK_TIMEOUT, asked).await {
             Ok(Ok(FileResponse::List { files, more })) => {
-                let forward = match (files.last(), after) {
-                    (Some(last), Some(after)) => last.key > after,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                };
+                let forward = list_page_moves_on(&files, after);
                 all.extend(files);
                 if !more || !forward {
                     break;

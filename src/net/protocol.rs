@@ -154,6 +154,16 @@ pub enum FileResponse {
     },
 }
 
+/// Whether a `List` answer to a request for keys after `after` moves forward in key order:
+/// a walker stops at a page that does not, so a broken or hostile peer cannot loop it.
+pub fn list_page_moves_on(files: &[FileMeta], after: Option<Id>) -> bool {
+    match (files.last(), after) {
+        (Some(last), Some(after)) => last.key > after,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Most inventory entries one request carries (well inside the request size limit).
 pub const MAX_INVENTORY: usize = 128;
 /// Most files one `List` answer carries (names are ≤ 1 KiB: well inside the response limit).
